@@ -9,11 +9,12 @@ from .model import Model
 from .potentials import make_potential
 from .schedule import Schedule
 from .solvers import SolverFailure, SSPRKSolver
+from .evolve import evolve
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Axis", "Coordinates", "cartesian", "radial", "with_charge", "GridModel",
     "DistributionalDynamicsPDE", "make_kernel", "Model", "make_potential", "Schedule",
-    "SolverFailure", "SSPRKSolver", "__version__",
+    "SolverFailure", "SSPRKSolver", "evolve", "__version__",
 ]

@@ -303,6 +303,10 @@ def rk_step(rho, t, dt_cap, table, inter, V, log_m, temperature, sched, geom, sc
     rate0 = stage_fluxes(rho0, (psi, log_m, temperature, xi0), geom, scheme, Fx, Fy, phi)
     dt = min(dt_cap, dt_bound(rate0, xi0, temperature, geom, two_d, cfl))
     limited = 0
+    if not math.isfinite(dt):
+        # no admissible speed and no cap: the state does not move (e.g. a single occupied
+        # cell without diffusion)
+        return STATUS_OK, dt, limited
     while True:
         if dt < dt_min and dt < dt_cap:
             return STATUS_DT, dt, limited
@@ -462,7 +466,7 @@ class DistributionalDynamicsPDE(PDEBase):
 
     def evolution_rate(self, state: pde.ScalarField, t: float = 0) -> pde.ScalarField:
         rate, _ = self.rate_data(state.data, t)
-        return state.copy(data=rate, label="rate")
+        return pde.ScalarField(state.grid, rate, label="rate")
 
     def make_evolution_rate(self, state, backend):
         """Compiled rate for py-pde's numba backend; a NumPy-callable one otherwise."""

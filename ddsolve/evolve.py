@@ -1,0 +1,68 @@
+"""One-call evolution of a grid density, for scripts, tests and studies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pde
+
+from .discretization import GridModel
+from .fv import DistributionalDynamicsPDE
+from .solvers import SSPRKSolver
+
+__all__ = ["evolve"]
+
+
+def evolve(
+    grid_model: GridModel,
+    rho0: np.ndarray,
+    t_final: float,
+    *,
+    order: int = 2,
+    theta: float = 2.0,
+    rk_order: int = 3,
+    cfl: float = 0.9,
+    dt: float | None = None,
+    implicit: bool = False,
+    tracker: Any = None,
+    t_start: float = 0.0,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Evolve cell averages ``rho0`` from ``t_start`` to ``t_final``.
+
+    Parameters
+    ----------
+    grid_model : GridModel
+    rho0 : numpy.ndarray
+        Initial cell averages (shape of the grid).
+    order, theta : int, float
+        Spatial order (1 or 2) and minmod parameter of :class:`DistributionalDynamicsPDE`.
+    rk_order, cfl : int, float
+        SSP-RK order and CFL fraction (explicit stepping).
+    dt : float, optional
+        Maximal step (explicit) or the step (``implicit=True``, required there).
+    implicit : bool
+        Backward Euler with Newton (:class:`~ddsolve.implicit.ImplicitEulerSolver`).
+    tracker : optional
+        Anything py-pde's ``Controller`` accepts as ``tracker``.
+
+    Returns
+    -------
+    rho : numpy.ndarray
+        Final cell averages.
+    info : dict
+        Solver information (steps, last dt, ...).
+    """
+    eq = DistributionalDynamicsPDE(grid_model, order=1 if implicit else order, theta=theta)
+    if implicit:
+        from .implicit import ImplicitEulerSolver
+
+        if dt is None:
+            raise ValueError("implicit stepping needs dt")
+        solver = ImplicitEulerSolver(eq, dt=dt)
+    else:
+        solver = SSPRKSolver(eq, rk_order=rk_order, cfl=cfl, dt_max=dt)
+    state = grid_model.coords.field(np.array(rho0, dtype=float))
+    controller = pde.Controller(solver, t_range=(t_start, t_final), tracker=tracker)
+    final = controller.run(state)
+    return final.data.copy(), dict(solver.info)
