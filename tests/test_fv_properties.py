@@ -290,3 +290,21 @@ def test_pypde_solver_through_make_evolution_rate():
     ref, _ = evolve(gm, rho0, 0.5, rk_order=3, cfl=0.5)
     out = eq.solve(state, t_range=0.5, dt=1e-4, solver="euler", backend="numba", tracker=None)
     assert np.abs(out.data - ref).max() < 1e-5
+
+
+@pytest.mark.parametrize("rk_order", [1, 2, 3])
+def test_ssp_rk_temporal_order(rk_order):
+    """With the step capped below the CFL bound, SSP-RK1/2/3 converge in time at their
+    order (first-order space, smooth nonlocal transport, fine-dt reference)."""
+    c = cartesian([-3, 3], 60)
+    gm = GridModel(Model(potential=ExpressionPotential("x**2/2"),
+                         interaction=GaussianKernel(-1.0, 0.8)), c, interaction="dense")
+    x = c.cell_centers()[..., 0]
+    rho0 = np.exp(-((x - 0.5) ** 2))
+    rho0 /= gm.mass(rho0)
+    ref, _ = evolve(gm, rho0, 1.0, order=1, rk_order=rk_order, dt=2e-5)
+    dts = [0.01, 0.005, 0.0025]
+    errs = [np.sum(np.abs(evolve(gm, rho0, 1.0, order=1, rk_order=rk_order, dt=dt)[0] - ref))
+            for dt in dts]
+    orders = observed_orders(dts, errs)
+    assert np.all(np.abs(orders - rk_order) < 0.25), (errs, orders)
