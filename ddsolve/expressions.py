@@ -66,6 +66,8 @@ class CompiledExpression:
                 f"expression {self.text!r} uses unknown symbols {sorted(unknown)}; "
                 f"allowed variables are {list(self.variables)}"
             )
+        if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+            raise ExpressionError(f"expression {self.text!r} is not finite ({expr})")
         self.expr = expr
         args = [symbols[name] for name in self.variables]
         self._func = sympy.lambdify(args, expr, modules="numpy")

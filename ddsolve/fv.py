@@ -317,7 +317,8 @@ def rk_step(rho, t, dt_cap, table, inter, V, log_m, temperature, sched, geom, sc
                 xik = schedule_value(sched[0], sched[1], t + c * dt)
                 compute_psi(inter, stage, V, psi)
                 ratek = stage_fluxes(stage, (psi, log_m, temperature, xik), geom, scheme, Fx, Fy, phi)
-                if dt * ratek > 1.0:
+                # positivity (Courant <= 1) and diffusion stability with this stage's xi
+                if dt > dt_bound(ratek, xik, temperature, geom, two_d, 1.0):
                     ok = False
                     break
             src = rho0 if k == 0 else stage

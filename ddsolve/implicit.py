@@ -149,6 +149,9 @@ class ImplicitEulerSolver(SolverBase):
     def __init__(self, pde: DistributionalDynamicsPDE, dt: float = 1e-2, newton_tol: float = 1e-11,
                  max_newton: int = 30, dt_min: float = 1e-12, **kwargs) -> None:
         super().__init__(pde, **kwargs)
+        if pde.order != 1:
+            raise ValueError("implicit stepping uses the first-order upwind scheme: build "
+                             "DistributionalDynamicsPDE with order=1")
         if not dt > 0:
             raise ValueError(f"implicit dt must be positive, got {dt}")
         self.dt = float(dt)

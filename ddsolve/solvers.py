@@ -30,7 +30,8 @@ __all__ = ["SolverFailure", "SSPRKSolver"]
 
 class SolverFailure(RuntimeError):
     """A run stopped on a numerical failure. ``t`` is the time of the last good state,
-    which the solver leaves in the state it was stepping."""
+    which the solver leaves in the state it was stepping (py-pde's ``Controller`` steps a
+    copy: find it in ``controller.diagnostics["last_state"]``)."""
 
     def __init__(self, message: str, t: float, cause: str):
         super().__init__(message)
