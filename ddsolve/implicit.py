@@ -32,7 +32,6 @@ A step that does not converge is retried with half the time step.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import scipy.sparse as sp

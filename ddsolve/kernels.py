@@ -14,7 +14,7 @@ other. Two structures are exposed because the grid solver exploits them:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 

@@ -1,15 +1,6 @@
-"""Shared helpers for the numerics tests."""
+"""Shared helpers for the numerics tests (re-exported from validation.convergence)."""
 
-from __future__ import annotations
+from validation.convergence import l1_distance as l1
+from validation.convergence import observed_orders
 
-import numpy as np
-
-
-def observed_orders(hs, errors) -> np.ndarray:
-    """Successive observed orders log(e_k/e_{k+1}) / log(h_k/h_{k+1})."""
-    hs, errors = np.asarray(hs, float), np.asarray(errors, float)
-    return np.log(errors[:-1] / errors[1:]) / np.log(hs[:-1] / hs[1:])
-
-
-def l1(coords, a, b) -> float:
-    return float(np.sum(np.abs(a - b)) * coords.cell_volume)
+__all__ = ["l1", "observed_orders"]

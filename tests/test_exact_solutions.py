@@ -1,7 +1,8 @@
 """The finite-volume scheme against exact solutions (derivations in ddsolve.exact).
 
-Every case measures the L1 error of cell averages on three grids and asserts an observed
-order >= 1.9 (second-order scheme) plus an absolute error bound on the finest grid.
+The convergence cases live in :mod:`validation.convergence` (``python -m
+validation.convergence`` prints their table); each is run on three grids here with an
+observed order >= 1.9 and an absolute error bound on the finest grid.
 """
 
 import numpy as np
@@ -18,63 +19,16 @@ from ddsolve.exact import (
 )
 from ddsolve.kernels import QuadraticKernel
 from ddsolve.potentials import ExpressionPotential, QuadraticPotential
-from helpers import l1, observed_orders
+from validation.convergence import CASES, grid_study, l1_distance as l1
 
 
-def _ou_1d_error(M, T=1.0, beta=1.0):
-    c = cartesian([-6, 6], M)
-    e = c.axes[0].edges
-    gm = GridModel(Model(potential=QuadraticPotential(1.0), beta=beta), c)
-    rho0 = gaussian_cell_averages(e, 1.0, 0.5)
-    rho, _ = evolve(gm, rho0, T)
-    m, S = ou_moments(1.0, [1.0], [[0.25]], T, beta)
-    return l1(c, rho, gaussian_cell_averages(e, m[0], np.sqrt(S[0, 0])))
-
-
-def test_ou_1d_gaussian_second_order():
-    Ms = [50, 100, 200]
-    errs = [_ou_1d_error(M) for M in Ms]
-    orders = observed_orders(12.0 / np.array(Ms), errs)
-    assert np.all(orders >= 1.9), (errs, orders)
-    assert errs[-1] < 4e-4
-
-
-def test_ou_2d_nondiagonal_gaussian():
-    """V = x^T A x / 2 with A non-diagonal: exact Gaussian with rotating covariance."""
-    A = np.array([[1.0, 0.6], [0.6, 2.0]])
-    m0, S0 = np.array([1.0, -0.5]), np.array([[0.3, 0.05], [0.05, 0.2]])
-    T, beta = 0.5, 2.0
-    errs, hs = [], []
-    for M in (40, 80, 160):
-        c = cartesian([[-4, 4], [-4, 4]], [M, M])
-        gm = GridModel(Model(potential=QuadraticPotential(A), beta=beta, ndim=2), c)
-        rho0 = gaussian_2d_cell_averages(c, m0, S0)
-        rho, _ = evolve(gm, rho0, T)
-        m, S = ou_moments(A, m0, S0, T, beta)
-        errs.append(l1(c, rho, gaussian_2d_cell_averages(c, m, S)))
-        hs.append(8.0 / M)
-    orders = observed_orders(hs, errs)
-    assert np.all(orders >= 1.9), (errs, orders)
-    assert errs[-1] < 2e-3
-
-
-@pytest.mark.parametrize("d", [3, 10])
-def test_radial_ou_chi_law(d):
-    """Radial OU in R^d: |theta_t| is s_t chi_d; m(r) = r^(d-1) enters the entropy."""
-    s0, T, R = 0.5, 1.0, 7.0
-    errs, hs = [], []
-    for M in (80, 160, 320):
-        c = radial(d, R, M)
-        pot = ExpressionPotential("r**2/2", names=["r"])
-        gm = GridModel(Model(potential=pot, beta=1.0, radial_dim=d), c)
-        e = c.axes[0].edges
-        rho, _ = evolve(gm, chi_cell_averages(e, d, s0), T)
-        errs.append(l1(c, rho, chi_cell_averages(e, d, radial_ou_scale(s0, T))))
-        hs.append(R / M)
-        assert abs(gm.mass(rho) - 1) < 1e-12
-    orders = observed_orders(hs, errs)
-    assert np.all(orders >= 1.9), (errs, orders)
-    assert errs[-1] < 1e-4
+@pytest.mark.parametrize("key", list(CASES))
+def test_second_order_against_exact_solution(key):
+    """Observed order >= 1.9 over three grids and an absolute bound on the finest."""
+    case = CASES[key]
+    res = grid_study(case.name, case.run, case.cells)
+    assert np.all(res.orders >= case.min_order), (res.errors, res.orders)
+    assert res.errors[-1] < case.max_error, res.errors
 
 
 def test_radial_d320_runs_and_relaxes_to_gibbs():
@@ -94,32 +48,17 @@ def test_radial_d320_runs_and_relaxes_to_gibbs():
     assert abs(gm.moments(rho)["mean_r"] - mean_exact) < 1e-3 * mean_exact
 
 
-def test_curie_weiss_moments_any_initial_law():
-    """Quadratic Curie-Weiss from a non-Gaussian (two-bump, skewed) law: the mean and
-    variance follow closed ODEs whatever the law (ddsolve.exact). The variance error
-    converges at second order; the mean (exactly transported by the ODE m' = -a m) is
-    checked against an absolute bound."""
+def test_curie_weiss_mean_follows_ode():
+    """The mean of quadratic Curie-Weiss obeys m' = -a m for any law (variance: CASES)."""
     a, theta, beta, T = 1.0, 2.0, 2.0, 0.5
-    w, mus, sds = np.array([0.7, 0.3]), np.array([-1.0, 1.5]), np.array([0.4, 0.3])
-    m0 = float(w @ mus)
-    v0 = float(w @ (sds**2 + mus**2)) - m0**2
-    m_ex, v_ex = curie_weiss_moments(m0, v0, T, a, theta, beta)
-    var_errs, mean_errs, hs = [], [], []
-    for M in (120, 240, 480):
-        c = cartesian([-6, 6], M)
-        e = c.axes[0].edges
-        gm = GridModel(Model(potential=QuadraticPotential(a), interaction=QuadraticKernel(theta),
-                             beta=beta), c)
-        rho0 = sum(wk * gaussian_cell_averages(e, mk, sk) for wk, mk, sk in zip(w, mus, sds))
-        rho, _ = evolve(gm, rho0, T)
-        mom = gm.moments(rho)
-        mean_errs.append(abs(mom["mean_x"] - m_ex))
-        var_errs.append(abs(mom["m2_x"] - mom["mean_x"] ** 2 - v_ex))
-        hs.append(12.0 / M)
-    orders = observed_orders(hs, var_errs)
-    assert np.all(orders >= 1.9), (var_errs, orders)
-    assert var_errs[-1] < 1e-4
-    assert mean_errs[-1] < 5e-5, mean_errs
+    c = cartesian([-6, 6], 480)
+    e = c.axes[0].edges
+    gm = GridModel(Model(potential=QuadraticPotential(a), interaction=QuadraticKernel(theta),
+                         beta=beta), c)
+    rho0 = 0.7 * gaussian_cell_averages(e, -1.0, 0.4) + 0.3 * gaussian_cell_averages(e, 1.5, 0.3)
+    rho, _ = evolve(gm, rho0, T)
+    m_ex, _ = curie_weiss_moments(0.7 * -1.0 + 0.3 * 1.5, 1.0, T, a, theta, beta)
+    assert abs(gm.moments(rho)["mean_x"] - m_ex) < 5e-5
 
 
 def test_charge_axis_product_gaussian():

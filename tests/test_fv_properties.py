@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ddsolve import DistributionalDynamicsPDE, GridModel, Model, SSPRKSolver, cartesian, evolve, radial
+from ddsolve import DistributionalDynamicsPDE, GridModel, Model, cartesian, evolve, radial
 from ddsolve.exact import gaussian_cell_averages, ou_moments
 from ddsolve.fv import SSP_TABLES, as_2d, make_workspace, rk_step
 from ddsolve.kernels import AttractiveRepulsiveKernel, CosineKernel, GaussianKernel, QuadraticKernel
