@@ -247,7 +247,7 @@ class Text(ValueType):
 
 
 @dataclass(frozen=True)
-class Expression(ValueType):
+class Expression(Text):
     """Text of a formula (or a name); a bare number is accepted and kept as text
     (``0`` → ``"0"``). ``what`` describes the allowed text."""
 
@@ -256,12 +256,7 @@ class Expression(ValueType):
     def check(self, value, key):
         if _is_number(value):
             return repr(value) if isinstance(value, float) else str(value)
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(value, key)
-        return value
-
-    def describe(self):
-        return self.what
+        return super().check(value, key)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,32 @@
+"""The example scripts run and exit cleanly (the two quick ones by default, the rest
+with ``pytest -m slow``); each saves its figure."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+QUICK = ["ou_relaxation", "aggregation_compact"]
+SLOW = ["curie_weiss_double_well", "kuramoto_synchronisation", "muller_brown_2d"]
+
+
+def _run(name, tmp_path):
+    out = tmp_path / name
+    proc = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (out / f"{name}.png").stat().st_size > 10_000
+    assert (out / "diagnostics.csv").exists() or any(out.rglob("diagnostics.csv"))
+
+
+@pytest.mark.parametrize("name", QUICK)
+def test_quick_examples(name, tmp_path):
+    _run(name, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SLOW)
+def test_slow_examples(name, tmp_path):
+    _run(name, tmp_path)
