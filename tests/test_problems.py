@@ -363,3 +363,19 @@ def test_initial_expression_on_2d_and_charge_grids():
                           InitialContext(coords)).values
     assert rho.shape == (10, 8) and coords.integrate(rho) == pytest.approx(1.0)
     assert rho[5, 4] > rho[0, 0] > 0
+
+
+def test_kuramoto_order_parameter_diagnostic():
+    """order_x = |∫ e^{ix} rho| is 0 for the uniform law and I1(k)/I0(k) for von Mises."""
+    from scipy.special import i0, i1
+
+    prob = get_problem("kuramoto")
+    params = prob.resolve({"kappa": 2.0})
+    coords = cartesian([0, 2 * np.pi], 256, periodic=True)
+    gm = GridModel(prob.build_model(params, coords), coords)
+    x = coords.cell_centers()[..., 0]
+    uniform = np.full(256, 1 / (2 * np.pi))
+    assert prob.extra_diagnostics(params, gm, uniform)["order_x"] < 1e-14
+    k = 1.7
+    vm = np.exp(k * np.cos(x - 1.0))
+    assert prob.extra_diagnostics(params, gm, vm)["order_x"] == pytest.approx(i1(k) / i0(k), rel=1e-10)

@@ -154,6 +154,18 @@ class Kuramoto(Problem):
         return self.make_model(params, coords, potential=build_potential(params, coords),
                                interaction=kernel)
 
+    def extra_diagnostics(self, params, grid_model, rho):
+        r"""Order parameter per axis, :math:`r = |\int e^{2\pi i x/L}\rho\,dx|`
+        (0 for the uniform state, 1 for a point mass): columns ``order_<axis>``."""
+        coords = grid_model.coords
+        x = coords.cell_centers()
+        out = {}
+        for k, (name, L) in enumerate(zip(coords.names, coords.lengths)):
+            phase = np.exp(2j * np.pi * x[..., k] / L)
+            out[f"order_{name}"] = float(abs(np.sum(rho * phase)) * coords.cell_volume
+                                         / grid_model.mass(rho))
+        return out
+
 
 class Aggregation(Problem):
     """Aggregation equation (no diffusion)."""
