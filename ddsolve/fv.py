@@ -54,12 +54,19 @@ __all__ = [
 
 SPEED_FLOOR_REL = 1e-12
 
-# Shu–Osher form: stage k is  u_k = a_k u_0 + b_k (u_{k-1} + dt L(u_{k-1})), at time t + c_k dt
+# Shu–Osher form, one row per stage: u_k = a u_0 + b (u_{k-1} + d dt L(u_{k-1})), with L
+# evaluated at time t + c dt. Every stage is a forward-Euler step of size d*dt, so the
+# step may be 1/max(d) (the SSP coefficient) times the forward-Euler bound.
+#   1: forward Euler;  2: SSPRK(3,2), SSP coefficient 2;  3: SSPRK(4,3) (Spiteri & Ruuth,
+#   SIAM J. Numer. Anal. 40, 2002), SSP coefficient 2 -- per right-hand-side evaluation
+#   these take 1.3x and 1.5x larger steps than the classical SSPRK(2,2) and SSPRK(3,3).
 SSP_TABLES = {
-    1: np.array([[0.0, 1.0, 0.0]]),
-    2: np.array([[0.0, 1.0, 0.0], [0.5, 0.5, 1.0]]),
-    3: np.array([[0.0, 1.0, 0.0], [0.75, 0.25, 1.0], [1.0 / 3.0, 2.0 / 3.0, 0.5]]),
+    1: np.array([[0.0, 1.0, 0.0, 1.0]]),
+    2: np.array([[0.0, 1.0, 0.0, 0.5], [0.0, 1.0, 0.5, 0.5], [1.0 / 3.0, 2.0 / 3.0, 1.0, 0.5]]),
+    3: np.array([[0.0, 1.0, 0.0, 0.5], [0.0, 1.0, 0.5, 0.5], [2.0 / 3.0, 1.0 / 3.0, 1.0, 0.5],
+                 [0.0, 1.0, 0.5, 0.5]]),
 }
+"""Shu–Osher tables ``(a, b, c, d)`` of the SSP Runge–Kutta methods, keyed by order."""
 
 STATUS_OK, STATUS_NAN, STATUS_DT, STATUS_NEGATIVE = 0, 1, 2, 3
 STATUS_MESSAGES = {
@@ -151,13 +158,32 @@ def axis_fluxes(rho, phi, h, periodic, theta, order, speed_floor, F):
 
 @nb.njit(cache=True)
 def euler_update(rho_s, rho0, a, b, dt, Fx, hx, Fy, hy, scale, out):
-    """``out = a*rho0 + b*(rho_s - dt*div F)`` with the positivity limiter.
+    """``out = a*rho0 + b*(rho_s - dt*div F)``, positivity-limited where needed.
 
-    ``scale`` is workspace of the shape of ``rho_s``; ``Fy``/``hy`` are ignored when
-    ``Fy`` has zero size (1D). Returns the number of cells where the limiter acted.
+    Values in :math:`(-10^{-300}, 0)` (rounding at underflow level) are set to zero. The
+    plain update is computed first; only if some cell would go negative are the
+    outgoing fluxes of every cell whose outflow exceeds its content scaled down (each face
+    by the factor of its donor cell, so the update stays conservative) and the update
+    redone. ``scale`` is workspace of the shape of ``rho_s``; ``Fy``/``hy`` are ignored
+    when ``Fy`` has zero size (1D). Returns the number of limited cells.
     """
     n0, n1 = rho_s.shape
     two_d = Fy.size > 0
+    negative = False
+    for i in range(n0):
+        for j in range(n1):
+            div = (Fx[i + 1, j] - Fx[i, j]) / hx
+            if two_d:
+                div += (Fy[i, j + 1] - Fy[i, j]) / hy
+            v = rho_s[i, j] - dt * div
+            if v < 0.0:
+                if v > -DENSITY_FLOOR:
+                    v = 0.0  # underflow-level rounding, not a loss of positivity
+                else:
+                    negative = True
+            out[i, j] = a * rho0[i, j] + b * v
+    if not negative:
+        return 0
     limited = 0
     for i in range(n0):
         for j in range(n1):
@@ -166,13 +192,13 @@ def euler_update(rho_s, rho0, a, b, dt, Fx, hx, Fy, hy, scale, out):
                 outflow += max(Fy[i, j + 1], 0.0) / hy + max(-Fy[i, j], 0.0) / hy
             outflow *= dt
             if outflow > rho_s[i, j] and outflow > 0.0:
-                scale[i, j] = max(rho_s[i, j], 0.0) / outflow
+                # keep a 1e-12 margin so that rounding cannot push the cell below zero
+                scale[i, j] = max(rho_s[i, j], 0.0) * (1.0 - 1e-12) / outflow
                 limited += 1
             else:
                 scale[i, j] = 1.0
     for i in range(n0):
         for j in range(n1):
-            # a face flux is scaled by the factor of its upwind (donor) cell
             fr = Fx[i + 1, j]
             fr *= scale[i, j] if fr > 0.0 else scale[(i + 1) % n0, j]
             fl = Fx[i, j]
@@ -184,7 +210,10 @@ def euler_update(rho_s, rho0, a, b, dt, Fx, hx, Fy, hy, scale, out):
                 gl = Fy[i, j]
                 gl *= scale[i, (j - 1) % n1] if gl > 0.0 else scale[i, j]
                 div += (gr - gl) / hy
-            out[i, j] = a * rho0[i, j] + b * (rho_s[i, j] - dt * div)
+            v = rho_s[i, j] - dt * div
+            if -DENSITY_FLOOR < v < 0.0:
+                v = 0.0
+            out[i, j] = a * rho0[i, j] + b * v
     return limited
 
 
@@ -199,6 +228,12 @@ def compute_psi(inter, rho, V, out):
     kind, vol, K, Fs, Gs, Khat, fft_shape = inter
     n0, n1 = rho.shape
     if kind == KIND_FFT:
+        if n1 == 1:  # 1D: a real FFT of length fft_shape[0] (Khat holds its rfft)
+            L = fft_shape[0]
+            conv1 = np.fft.irfft(np.fft.rfft(rho[:, 0], L) * Khat[:, 0], L)
+            for i in range(n0):
+                out[i, 0] = V[i, 0] + vol * conv1[i]
+            return
         conv = np.fft.irfftn(np.fft.rfftn(rho, fft_shape) * Khat, fft_shape)
         for i in range(n0):
             for j in range(n1):
@@ -285,23 +320,27 @@ def check_state(rho, neg_tol):
 
 @nb.njit(cache=True)
 def rk_step(rho, t, dt_cap, table, inter, V, log_m, temperature, sched, geom, scheme, work):
-    """One adaptive SSP-RK step in place. Returns ``(status, dt_taken, limited_cells)``.
+    r"""One adaptive SSP-RK step in place. Returns ``(status, dt_taken, limited_cells)``.
 
-    The step is the smaller of ``dt_cap`` and the CFL/diffusion bound at the first
-    stage; a later stage whose Courant number exceeds one rejects the step, which is
-    retried with half the step. ``scheme = (theta, order, cfl, dt_min)``,
-    ``sched = (code, params)``.
+    The step is the smaller of ``dt_cap`` and the SSP coefficient times the
+    forward-Euler CFL/diffusion bound at the first stage. A later stage whose Euler
+    substep ``d*dt`` violates either bound at full strength (Courant number above one, or
+    the diffusion bound with that stage's :math:`\xi`) rejects the step, which is
+    retried with half the step. ``table`` is a row of :data:`SSP_TABLES`,
+    ``scheme = (theta, order, cfl, dt_min)``, ``sched = (code, params)``; ``dt_cap`` must
+    be finite unless the state may be stationary.
     """
     rho0, stage, nxt, psi, phi, Fx, Fy, scale = work
     hx, hy = geom[0], geom[1]
     cfl, dt_min = scheme[2], scheme[3]
     two_d = Fy.size > 0
     nst = table.shape[0]
+    ssp = 1.0 / np.max(table[:, 3])
     rho0[:] = rho
     xi0 = schedule_value(sched[0], sched[1], t)
     compute_psi(inter, rho0, V, psi)
     rate0 = stage_fluxes(rho0, (psi, log_m, temperature, xi0), geom, scheme, Fx, Fy, phi)
-    dt = min(dt_cap, dt_bound(rate0, xi0, temperature, geom, two_d, cfl))
+    dt = min(dt_cap, ssp * dt_bound(rate0, xi0, temperature, geom, two_d, cfl))
     limited = 0
     if not math.isfinite(dt):
         # no admissible speed and no cap: the state does not move (e.g. a single occupied
@@ -312,17 +351,17 @@ def rk_step(rho, t, dt_cap, table, inter, V, log_m, temperature, sched, geom, sc
             return STATUS_DT, dt, limited
         ok = True
         for k in range(nst):
-            a, b, c = table[k, 0], table[k, 1], table[k, 2]
+            a, b, c, d = table[k, 0], table[k, 1], table[k, 2], table[k, 3]
             if k > 0:
                 xik = schedule_value(sched[0], sched[1], t + c * dt)
                 compute_psi(inter, stage, V, psi)
                 ratek = stage_fluxes(stage, (psi, log_m, temperature, xik), geom, scheme, Fx, Fy, phi)
                 # positivity (Courant <= 1) and diffusion stability with this stage's xi
-                if dt > dt_bound(ratek, xik, temperature, geom, two_d, 1.0):
+                if d * dt > dt_bound(ratek, xik, temperature, geom, two_d, 1.0):
                     ok = False
                     break
             src = rho0 if k == 0 else stage
-            limited += euler_update(src, rho0, a, b, dt, Fx, hx, Fy, hy, scale, nxt)
+            limited += euler_update(src, rho0, a, b, d * dt, Fx, hx, Fy, hy, scale, nxt)
             stage[:] = nxt
         if ok:
             break
@@ -395,7 +434,11 @@ def pack_interaction(gm: GridModel) -> tuple:
     if isinstance(op, ConvolutionInteraction):
         kvec = as_2d(op.kernel_vector)
         shape = tuple(int(n) for n in kvec.shape)
-        return (KIND_FFT, vol, dummy2, dummy2, dummy2, np.fft.rfftn(kvec), shape)
+        if shape[1] == 1:
+            khat = np.fft.rfft(kvec[:, 0]).reshape(-1, 1)
+        else:
+            khat = np.fft.rfftn(kvec)
+        return (KIND_FFT, vol, dummy2, dummy2, dummy2, np.ascontiguousarray(khat), shape)
     raise TypeError(f"unsupported interaction operator {type(op).__name__}")
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "ConvolutionInteraction",
     "SeparableInteraction",
     "make_interaction",
+    "quadrature_matrix",
     "INTERACTION_METHODS",
 ]
 
@@ -59,6 +60,24 @@ def _kernel_values(kernel: Kernel, x: np.ndarray, y: np.ndarray, coords: Coordin
     if kernel.translation_invariant and any(coords.periodic):
         return kernel.W(_wrap(x - y, coords))
     return kernel(x, y)
+
+
+def quadrature_matrix(kernel: Kernel, coords: Coordinates, quadrature: int = 2,
+                      block_bytes: int = 64 * 2**20) -> np.ndarray:
+    """:math:`K_{ij}` by tensor Gauss–Legendre quadrature over every pair of cells, in
+    row blocks of about ``block_bytes``."""
+    M = coords.size
+    nodes, w = coords.quadrature_nodes(quadrature)
+    nodes = nodes.reshape(M, -1, coords.ndim)
+    q = w.size
+    ww = np.outer(w, w)
+    K = np.empty((M, M))
+    rows = max(1, int(block_bytes // (8 * M * q * q * max(coords.ndim, 1))))
+    for start in range(0, M, rows):
+        x = nodes[start:start + rows, None, :, None, :]
+        y = nodes[None, :, None, :, :]
+        K[start:start + rows] = np.einsum("ijab,ab->ij", _kernel_values(kernel, x, y, coords), ww)
+    return K
 
 
 class InteractionOperator:
@@ -86,7 +105,9 @@ class InteractionOperator:
 
 
 class DenseInteraction(InteractionOperator):
-    """Cell-averaged kernel matrix, built once in row blocks."""
+    """Cell-averaged kernel matrix, built once: gathered from the convolution offsets for
+    translation-invariant kernels on Cartesian grids, by :func:`quadrature_matrix`
+    otherwise."""
 
     method = "dense"
 
@@ -100,19 +121,13 @@ class DenseInteraction(InteractionOperator):
                 f"use interaction method 'fft' (convolution kernels) or 'separable', "
                 f"or at most {_DENSE_MAX_CELLS} cells"
             )
-        nodes, w = coords.quadrature_nodes(quadrature)
-        nodes = nodes.reshape(M, -1, coords.ndim)
-        q = w.size
-        ww = np.outer(w, w)
-        K = np.empty((M, M))
-        rows = max(1, int(block_bytes // (8 * M * q * q * max(coords.ndim, 1))))
-        for start in range(0, M, rows):
-            x = nodes[start:start + rows, None, :, None, :]
-            y = nodes[None, :, None, :, :]
-            vals = _kernel_values(kernel, x, y, coords)
-            K[start:start + rows] = np.einsum("ijab,ab->ij", vals, ww)
-        self.K = 0.5 * (K + K.T)  # exact symmetry despite rounding
-        self.K *= 1.0  # contiguous, owned
+        if kernel.translation_invariant and coords.radial_dim is None:
+            # K_ij depends on i - j only: gather it from the offsets of the convolution
+            # operator (the same quadrature), O(M) kernel evaluations instead of O(M^2)
+            K = ConvolutionInteraction(kernel, coords, quadrature).toeplitz_matrix()
+        else:
+            K = quadrature_matrix(kernel, coords, quadrature, block_bytes)
+        self.K = np.ascontiguousarray(0.5 * (K + K.T))  # exact symmetry despite rounding
 
     def apply(self, rho):
         return (self.K @ rho.ravel()).reshape(rho.shape) * self.coords.cell_volume
@@ -160,6 +175,16 @@ class ConvolutionInteraction(InteractionOperator):
         kvec = np.where(pad_mask, kvec, 0.0)
         self.kernel_vector = kvec
         self._kernel_hat = scipy.fft.rfftn(kvec)
+
+    def toeplitz_matrix(self) -> np.ndarray:
+        """The dense matrix :math:`K_{ij} = k(i - j)` gathered from the offsets."""
+        idx = [np.arange(n) for n in self.coords.shape]
+        grids = np.meshgrid(*idx, indexing="ij")
+        cells = np.stack([g.ravel() for g in grids], axis=-1)  # (M, ndim) multi-indices
+        diff = cells[:, None, :] - cells[None, :, :]
+        # offset k >= 0 sits at index k; k < 0 at L + k (L = fft length on that axis)
+        index = tuple(np.mod(diff[..., a], L) for a, L in enumerate(self.fft_shape))
+        return self.kernel_vector[index]
 
     def apply(self, rho):
         shape = self.coords.shape

@@ -3,7 +3,7 @@
 :class:`SSPRKSolver` plugs into py-pde's :class:`~pde.Controller` (so py-pde trackers
 and storages work unchanged) but steps with its own compiled loop: strong-stability-
 preserving Runge–Kutta of order 1–3 (Shu & Osher 1988; Gottlieb, Shu & Tadmor, SIAM
-Rev. 2001) in Shu–Osher form, with the step chosen from the positivity (CFL) and
+Rev. 2001; the 3- and 4-stage methods of Spiteri & Ruuth 2002) in Shu–Osher form, with the step chosen from the positivity (CFL) and
 diffusion bounds of :mod:`ddsolve.fv`. Each stage is a forward-Euler step of the
 positivity-preserving scheme, so the whole step preserves positivity.
 """
@@ -46,7 +46,8 @@ class SSPRKSolver(SolverBase):
     ----------
     pde : DistributionalDynamicsPDE
     rk_order : int
-        1 (forward Euler), 2 (Heun/SSP-RK2) or 3 (SSP-RK3).
+        1 (forward Euler), 2 (SSPRK(3,2)) or 3 (SSPRK(4,3), Spiteri & Ruuth 2002); the
+        last two have SSP coefficient 2 (see :data:`ddsolve.fv.SSP_TABLES`).
     cfl : float
         Fraction in (0, 1] of the positivity and diffusion step bounds.
     dt_max : float, optional
