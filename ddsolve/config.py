@@ -118,7 +118,7 @@ GRID_PARAMS: tuple[Param, ...] = (
 SCHEME_PARAMS: tuple[Param, ...] = (
     Param("name", _SchemeName(), "fv", "finite volume (Carrillo, Chertock & Huang 2015)"),
     Param("implicit", Boolean(), False,
-          "backward Euler with Newton (fixed step dt; first-order upwind) instead of SSP-RK"),
+          "Newton-based implicit stepping (fixed step dt; see time_order, flux) instead of SSP-RK"),
     Param("order", Choice((1, 2)), lambda p: 1 if p["implicit"] else 2,
           "1: upwind; 2: minmod-limited reconstruction (explicit only)",
           default_doc="2 (explicit), 1 (implicit)"),
@@ -134,6 +134,11 @@ SCHEME_PARAMS: tuple[Param, ...] = (
     Param("dt_min", Real(low=0, low_open=True), lambda p: 1e-12 if p["implicit"] else 1e-14,
           "a step below this is a failure (explicit: the step bound; implicit: after halving)",
           default_doc="1e-14 (explicit), 1e-12 (implicit)"),
+    Param("time_order", Choice((1, 2)), 1, "1: backward Euler; 2: BDF2 (variable step)",
+          when=_implicit),
+    Param("flux", Choice(("upwind", "logmean")), "upwind",
+          "implicit face flux: first-order upwind (any beta) or the second-order log-mean "
+          "flux (finite beta)", when=_implicit),
     Param("newton_tol", Real(low=0, low_open=True), 1e-10, "Newton tolerance (L1 norm of the residual)",
           when=_implicit),
     Param("max_newton", Integer(low=1), 30, "Newton iterations before the step is halved", when=_implicit),

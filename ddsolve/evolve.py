@@ -25,6 +25,8 @@ def evolve(
     cfl: float = 0.9,
     dt: float | None = None,
     implicit: bool = False,
+    time_order: int = 1,
+    flux: str = "upwind",
     tracker: Any = None,
     t_start: float = 0.0,
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -42,7 +44,9 @@ def evolve(
     dt : float, optional
         Maximal step (explicit) or the step (``implicit=True``, required there).
     implicit : bool
-        Backward Euler with Newton (:class:`~ddsolve.implicit.ImplicitEulerSolver`).
+        Newton-based implicit stepping (:class:`~ddsolve.implicit.ImplicitEulerSolver`),
+        with ``time_order`` 1 (backward Euler) or 2 (BDF2) and face ``flux`` ``"upwind"``
+        (first order) or ``"logmean"`` (second order, finite beta).
     tracker : optional
         Anything py-pde's ``Controller`` accepts as ``tracker``.
 
@@ -59,7 +63,7 @@ def evolve(
 
         if dt is None:
             raise ValueError("implicit stepping needs dt")
-        solver = ImplicitEulerSolver(eq, dt=dt)
+        solver = ImplicitEulerSolver(eq, dt=dt, time_order=time_order, flux=flux)
     else:
         solver = SSPRKSolver(eq, rk_order=rk_order, cfl=cfl, dt_max=dt)
     state = grid_model.coords.field(np.array(rho0, dtype=float))

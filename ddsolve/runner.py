@@ -53,20 +53,18 @@ class RunResult:
 def make_solver(eq: DistributionalDynamicsPDE, scheme: Mapping[str, Any]):
     """The py-pde solver for a resolved ``[scheme]`` section.
 
-    ``implicit = true`` selects :class:`ddsolve.implicit.ImplicitEulerSolver` (imported
-    lazily); a :class:`ConfigError` on ``scheme.implicit`` if it is not available.
+    ``implicit = true`` selects :class:`ddsolve.implicit.ImplicitEulerSolver`; an
+    impossible combination (the log-mean flux with beta = inf) is a :class:`ConfigError`.
     """
     if scheme["implicit"]:
+        from .implicit import ImplicitEulerSolver
+
         try:
-            from .implicit import ImplicitEulerSolver
-        except ModuleNotFoundError as err:
-            if err.name != f"{__package__}.implicit":
-                raise
-            raise ConfigError("scheme.implicit",
-                              "the implicit solver (ddsolve.implicit) is not available in this "
-                              "installation; use implicit = false") from None
-        return ImplicitEulerSolver(eq, dt=scheme["dt"], newton_tol=scheme["newton_tol"],
-                                   max_newton=scheme["max_newton"], dt_min=scheme["dt_min"])
+            return ImplicitEulerSolver(eq, dt=scheme["dt"], time_order=scheme["time_order"],
+                                       flux=scheme["flux"], newton_tol=scheme["newton_tol"],
+                                       max_newton=scheme["max_newton"], dt_min=scheme["dt_min"])
+        except ValueError as err:  # e.g. the log-mean flux without diffusion
+            raise ConfigError("scheme.flux", str(err)) from None
     return SSPRKSolver(eq, rk_order=scheme["rk_order"], cfl=scheme["cfl"],
                        dt_max=scheme.get("dt"), dt_min=scheme["dt_min"])
 

@@ -3,7 +3,6 @@ config file → output directory → values read back."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -341,23 +340,28 @@ def test_usage_errors_exit_2(argv, capsys):
     assert "Traceback" not in err and "error" in err or argv == []
 
 
-def test_implicit_scheme(tmp_path, capsys):
+@pytest.mark.parametrize("extra", [[], ["--set", "scheme.time_order=2", "--set", "scheme.flux=logmean"]])
+def test_implicit_scheme(tmp_path, capsys, extra):
     config = _write(tmp_path, FOKKER_PLANCK)
     rc = main(["run", str(config), "--out", str(tmp_path / "imp"), "--quiet", "--set", "scheme.implicit=true",
-               "--set", "scheme.dt=0.05"])
+               "--set", "scheme.dt=0.05"] + extra)
     err = capsys.readouterr().err
-    if importlib.util.find_spec("ddsolve.implicit") is None:
-        assert rc == 2 and err.startswith("ddsolve: error: scheme.implicit: ")
-        assert not (tmp_path / "imp").exists()
-    else:
-        assert rc == 0, err
-        summary = json.loads((tmp_path / "imp" / "summary.json").read_text())
-        assert summary["status"] == "ok" and summary["solver"]["class"] == "ImplicitEulerSolver"
-        assert summary["config"]["scheme"]["order"] == 1
-        cols = read_diagnostics(tmp_path / "imp" / "diagnostics.csv")
-        assert cols["t"] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
-        assert np.all(np.abs(cols["mass"] - 1.0) < 1e-12)
-        assert np.all(np.diff(cols["free_energy"]) < 0)  # backward Euler dissipates F
+    assert rc == 0, err
+    summary = json.loads((tmp_path / "imp" / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["solver"]["class"] == "ImplicitEulerSolver"
+    assert summary["config"]["scheme"]["order"] == 1
+    cols = read_diagnostics(tmp_path / "imp" / "diagnostics.csv")
+    assert cols["t"] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    assert np.all(np.abs(cols["mass"] - 1.0) < 1e-12)
+    assert np.all(np.diff(cols["free_energy"]) < 0)  # the implicit runs dissipate F here
+
+
+def test_logmean_flux_without_diffusion_is_a_config_error(tmp_path, capsys):
+    config = _write(tmp_path, FOKKER_PLANCK)
+    rc = main(["run", str(config), "--out", str(tmp_path / "x"), "--quiet", "--set", "scheme.implicit=true",
+               "--set", "scheme.dt=0.05", "--set", "scheme.flux=logmean", "--set", "model.beta=inf"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("ddsolve: error: scheme.flux: ") and "beta" in err
 
 
 def test_problems_command(capsys):

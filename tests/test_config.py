@@ -143,6 +143,9 @@ def schemes(draw):
     if implicit:
         scheme["dt"] = draw(positive)
         if draw(st.booleans()):
+            scheme["time_order"] = draw(st.sampled_from([1, 2]))
+            scheme["flux"] = draw(st.sampled_from(["upwind", "logmean"]))
+        if draw(st.booleans()):
             scheme["newton_tol"] = draw(st.floats(1e-14, 1e-4))
             scheme["max_newton"] = draw(st.integers(1, 100))
     else:
@@ -302,6 +305,9 @@ def test_unknown_sections_are_errors(raw, name):
     ("scheme", {"implicit": True, "dt": 0.1, "order": 2}, "scheme.order", "order must be 1"),
     ("scheme", {"implicit": True, "dt": 0.1, "theta": 1.5}, "scheme.theta", "only used when"),
     ("scheme", {"implicit": True, "dt": 0.1, "cfl": 0.5}, "scheme.cfl", "only used when"),
+    ("scheme", {"implicit": True, "dt": 0.1, "flux": "central"}, "scheme.flux", "upwind"),
+    ("scheme", {"implicit": True, "dt": 0.1, "time_order": 3}, "scheme.time_order", "1"),
+    ("scheme", {"flux": "logmean"}, "scheme.flux", "only used when"),
     ("scheme", {"newton_tol": 1e-8}, "scheme.newton_tol", "only used when"),
     ("scheme", {"order": 1, "theta": 1.5}, "scheme.theta", "only used when"),
     ("grid", {"bounds": [1, -1], "cells": 10}, "grid.bounds", "lower bound"),
