@@ -387,3 +387,21 @@ def test_python_dash_m(tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr == "ddsolve: error: scheme.cfl: must be a number in (0, 1], got 7\n"
+
+
+def test_load_run_reads_outputs_back(tmp_path):
+    from ddsolve.results import load_run
+
+    config = _write(tmp_path, FOKKER_PLANCK)
+    assert main(["run", str(config), "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    run = load_run(tmp_path / "r")
+    assert run.status == "ok"
+    assert run.times == pytest.approx(run.diagnostics["t"])
+    gm = run.grid_model()
+    for k in (0, -1):
+        rho = run.density(k)
+        assert gm.mass(rho) == pytest.approx(1.0, abs=1e-12)
+        assert gm.free_energy(rho) == pytest.approx(run.diagnostics["free_energy"][k], rel=1e-12)
+    assert run.densities().shape == (len(run.times),) + gm.coords.shape
+    with pytest.raises(FileNotFoundError, match="summary.json"):
+        load_run(tmp_path)
