@@ -11,7 +11,24 @@ from .discretization import GridModel
 from .fv import DistributionalDynamicsPDE
 from .solvers import SSPRKSolver
 
-__all__ = ["evolve"]
+__all__ = ["evolve", "check_density"]
+
+
+def check_density(grid_model: GridModel, rho: np.ndarray, name: str = "rho") -> np.ndarray:
+    """Return ``rho`` as a float array after checking it is a density on the grid: the
+    grid's shape, finite, non-negative, positive mass. Raises ``ValueError`` naming
+    ``name`` otherwise."""
+    rho = np.asarray(rho, dtype=float)
+    shape = grid_model.coords.shape
+    if rho.shape != shape:
+        raise ValueError(f"{name} must have the grid's shape {shape}, got {rho.shape}")
+    if not np.all(np.isfinite(rho)):
+        raise ValueError(f"{name} has non-finite values")
+    if rho.min() < 0:
+        raise ValueError(f"{name} has negative values (min {rho.min():.3g})")
+    if not grid_model.mass(rho) > 0:
+        raise ValueError(f"{name} has zero mass")
+    return rho
 
 
 def evolve(
@@ -57,6 +74,9 @@ def evolve(
     info : dict
         Solver information (steps, last dt, ...).
     """
+    rho0 = check_density(grid_model, rho0, "rho0")
+    if not t_final > t_start:
+        raise ValueError(f"t_final must exceed t_start={t_start}, got {t_final}")
     eq = DistributionalDynamicsPDE(grid_model, order=1 if implicit else order, theta=theta)
     if implicit:
         from .implicit import ImplicitEulerSolver

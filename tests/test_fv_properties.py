@@ -308,3 +308,13 @@ def test_ssp_rk_temporal_order(rk_order):
             for dt in dts]
     orders = observed_orders(dts, errs)
     assert np.all(np.abs(orders - rk_order) < 0.25), (errs, orders)
+
+
+@pytest.mark.parametrize("bad, match", [(np.ones(49), "shape"), (np.full(50, np.nan), "non-finite"),
+                                        (-np.ones(50), "negative"), (np.zeros(50), "zero mass")])
+def test_evolve_rejects_bad_initial_data(bad, match):
+    gm = GridModel(Model(potential=QuadraticPotential(1.0), beta=1.0), cartesian([-3, 3], 50))
+    with pytest.raises(ValueError, match=f"rho0.*{match}|{match}"):
+        evolve(gm, bad, 0.1)
+    with pytest.raises(ValueError, match="t_final"):
+        evolve(gm, np.ones(50), -1.0)
