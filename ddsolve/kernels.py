@@ -278,11 +278,15 @@ def make_kernel(spec: str | Kernel | None, ndim: int, **params) -> Kernel:
 
     Strings that are not names in :data:`KERNELS` are read as expressions: in ``z``
     (``z1, z2``) they define a convolution :math:`W(z)`, otherwise :math:`U(x, y)`.
+    A Python callable ``U(x, y)`` (points of shape ``(..., ndim)``) is wrapped in a
+    :class:`CallableKernel` (``gradient1=`` may be passed in ``params``).
     """
     if spec is None:
         return ZeroKernel()
     if isinstance(spec, Kernel):
         ker = spec
+    elif callable(spec):
+        ker = CallableKernel(spec, params.get("gradient1"))
     elif spec in KERNELS:
         ker = KERNELS[spec](**params)
     else:

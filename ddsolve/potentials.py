@@ -9,7 +9,7 @@ the particle dynamics their forces.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -22,6 +22,7 @@ __all__ = [
     "DoubleWellPotential",
     "MullerBrownPotential",
     "ExpressionPotential",
+    "CallablePotential",
     "POTENTIALS",
     "make_potential",
 ]
@@ -170,6 +171,23 @@ class ExpressionPotential(Potential):
         return self.expression.gradient(*(x[..., k] for k in range(self.ndim)))
 
 
+class CallablePotential(Potential):
+    """Potential from Python callables ``V(x)`` and optionally ``gradient(x)`` acting on
+    points of shape ``(..., ndim)``."""
+
+    def __init__(self, func: Callable, gradient: Callable | None = None, ndim: int | None = None):
+        self._func, self._grad, self.ndim = func, gradient, ndim
+
+    def __call__(self, x):
+        x = np.asarray(x, dtype=float)
+        return np.broadcast_to(np.asarray(self._func(x), dtype=float), x.shape[:-1]).copy()
+
+    def gradient(self, x):
+        if self._grad is None:
+            raise NotImplementedError("this CallablePotential was built without a gradient")
+        return np.asarray(self._grad(np.asarray(x, dtype=float)), dtype=float)
+
+
 POTENTIALS: dict[str, type[Potential]] = {
     "zero": ZeroPotential,
     "quadratic": QuadraticPotential,
@@ -183,12 +201,15 @@ def make_potential(spec: str | Potential | None, ndim: int, names: Sequence[str]
     """Build a potential from a registered name, an expression, or pass one through.
 
     ``spec`` is a :class:`Potential`, a name in :data:`POTENTIALS` (with ``params``
-    forwarded to its constructor), or any other string, read as an expression.
+    forwarded to its constructor), a Python callable ``V(x)`` (points of shape
+    ``(..., ndim)``), or any other string, read as an expression.
     """
     if spec is None:
         return ZeroPotential()
     if isinstance(spec, Potential):
         pot = spec
+    elif callable(spec):
+        pot = CallablePotential(spec, params.get("gradient"), ndim)
     elif spec in POTENTIALS:
         pot = POTENTIALS[spec](**params)
     else:

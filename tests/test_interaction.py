@@ -140,3 +140,18 @@ def test_toeplitz_gather_equals_pairwise_quadrature(grid, kernel):
     K = DenseInteraction(ker, coords).K
     Q = quadrature_matrix(ker, coords)
     np.testing.assert_allclose(K, Q, rtol=0, atol=1e-13 * np.abs(Q).max())
+
+
+def test_callable_potential_and_kernel_match_named_ones():
+    from ddsolve import GridModel, Model
+    from ddsolve.potentials import make_potential
+
+    coords = cartesian([-2, 2], 30)
+    named = GridModel(Model(potential=make_potential("quadratic", 1, stiffness=2.0),
+                            interaction=make_kernel("gaussian", 1, amplitude=-1.0, sigma=0.5)),
+                      coords, interaction="dense")
+    pot = make_potential(lambda x: x[..., 0] ** 2, 1)
+    ker = make_kernel(lambda x, y: -np.exp(-np.sum((x - y) ** 2, axis=-1) / 0.5), 1)
+    mine = GridModel(Model(potential=pot, interaction=ker), coords, interaction="dense")
+    rho = np.random.default_rng(2).uniform(0, 1, 30)
+    np.testing.assert_allclose(mine.psi(rho), named.psi(rho), rtol=1e-12, atol=1e-12)
