@@ -26,13 +26,23 @@ from typing import Any
 import numpy as np
 import pde
 
-__all__ = ["Axis", "Coordinates", "cartesian", "radial", "with_charge"]
+__all__ = ["Axis", "Coordinates", "cartesian", "radial", "with_charge", "log_radial_measure"]
 
 _GL_NODES = {
     1: (np.array([0.0]), np.array([1.0])),
     2: (np.array([-1.0, 1.0]) / np.sqrt(3.0), np.array([0.5, 0.5])),
     3: (np.array([-np.sqrt(0.6), 0.0, np.sqrt(0.6)]), np.array([5.0, 8.0, 5.0]) / 18.0),
 }
+
+
+def log_radial_measure(a, b, d: int) -> np.ndarray:
+    r""":math:`\log\int_a^b r^{d-1}dr = \log\big((b^d - a^d)/d\big)` for
+    :math:`0 \le a < b`, as :math:`d\log b + \log(-\mathrm{expm1}(d\log(a/b))) - \log d`
+    (no overflow for large d); ``-inf`` where ``b <= a``."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = d * np.log(b) + np.log(-np.expm1(d * (np.log(a) - np.log(b)))) - np.log(float(d))
+    return np.where(b > a, out, -np.inf)
 
 
 @dataclass(frozen=True)
@@ -94,17 +104,13 @@ class Axis:
     def log_weight(self) -> np.ndarray:
         r"""Log of the cell average of the reference measure along this axis.
 
-        For a radial axis, :math:`\log\big((r_+^d - r_-^d)/(d\,h)\big)` computed as
-        :math:`d\log r_+ + \log(-\mathrm{expm1}(d\log(r_-/r_+))) - \log(d h)`.
+        For a radial axis, :math:`\log\big((r_+^d - r_-^d)/(d\,h)\big)`
+        (:func:`log_radial_measure`).
         """
         if self.radial_dim is None or self.radial_dim == 1:
             return np.zeros(self.cells)
-        d = float(self.radial_dim)
         e = self.edges
-        lo, hi = e[:-1], e[1:]
-        with np.errstate(divide="ignore"):
-            ratio = d * (np.log(lo) - np.log(hi))
-        return d * np.log(hi) + np.log(-np.expm1(ratio)) - np.log(d * self.spacing)
+        return log_radial_measure(e[:-1], e[1:], self.radial_dim) - np.log(self.spacing)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"name": self.name, "bounds": [self.lower, self.upper], "cells": self.cells,

@@ -23,11 +23,17 @@ measure the scheme, not the sampling.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from scipy.special import erfc, gammaincc, gammainc, gammaln
+
+from scipy.special import gammainc, gammaincc, gammaln, log_ndtr
 
 __all__ = [
+    "log_normal_mass",
     "gaussian_cell_averages",
+    "chi_log_pdf",
+    "chi_mean",
     "ou_moments",
     "gaussian_2d_cell_averages",
     "chi_cell_averages",
@@ -37,14 +43,22 @@ __all__ = [
 ]
 
 
+def log_normal_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    r""":math:`\log(\Phi(b) - \Phi(a))` for :math:`a < b`, accurate in both tails."""
+    a, b = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float))
+    flip = a > 0  # use the symmetry Phi(b) - Phi(a) = Phi(-a) - Phi(-b) on the right
+    lo = np.where(flip, -b, a)
+    hi = np.where(flip, -a, b)
+    lhi = log_ndtr(hi)
+    with np.errstate(divide="ignore"):
+        return lhi + np.log(-np.expm1(log_ndtr(lo) - lhi))
+
+
 def gaussian_cell_averages(edges: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """Cell averages of the N(mean, std²) density on cells with the given edges, using
-    the upper tail on each side so that no cell underflows by cancellation."""
-    z = (np.asarray(edges, float) - mean) / (np.sqrt(2.0) * std)
-    upper = 0.5 * erfc(z)          # P(X > edge), accurate for z > 0
-    lower = 0.5 * erfc(-z)         # P(X < edge), accurate for z < 0
-    mass = np.where(z[1:] <= 0, lower[1:] - lower[:-1], upper[:-1] - upper[1:])
-    return mass / np.diff(edges)
+    """Cell averages of the N(mean, std²) density on cells with the given edges (normal
+    CDF differences in logs, so no tail cell underflows by cancellation)."""
+    e = (np.asarray(edges, float) - mean) / std
+    return np.exp(log_normal_mass(e[:-1], e[1:])) / np.diff(edges)
 
 
 def ou_moments(A, m0, S0, t: float, beta: float):
@@ -71,14 +85,27 @@ def gaussian_2d_cell_averages(coords, mean, cov, order: int = 3) -> np.ndarray:
     return coords.cell_average(dens, order)
 
 
-def chi_density(r: np.ndarray, d: int, scale: float) -> np.ndarray:
-    """Density of :math:`s\\chi_d`, i.e. of :math:`|\\theta|` for :math:`\\theta\\sim N(0,s^2I_d)`,
-    evaluated in logs (safe for large d)."""
-    r = np.asarray(r, float)
+def chi_log_pdf(r: np.ndarray, dim: int, std: float) -> np.ndarray:
+    r"""Log density of :math:`r = |\theta|` for :math:`\theta \sim N(0, s^2 I_d)`:
+
+    .. math:: \log p(r) = (d-1)\log r - \frac{r^2}{2s^2} - (\tfrac d2 - 1)\log 2
+              - \log\Gamma(\tfrac d2) - d\log s.
+    """
+    r = np.asarray(r, dtype=float)
+    d, s = float(dim), float(std)
+    log_norm = (d / 2 - 1) * math.log(2.0) + gammaln(d / 2) + d * math.log(s)
     with np.errstate(divide="ignore"):
-        logp = ((d - 1) * np.log(r) - r**2 / (2 * scale**2) - (d / 2 - 1) * np.log(2.0)
-                - gammaln(d / 2) - d * np.log(scale))
-    return np.exp(logp)
+        return (d - 1) * np.log(r) - r**2 / (2 * s**2) - log_norm
+
+
+def chi_mean(dim: int, std: float) -> float:
+    r""":math:`E|\theta| = s\sqrt2\,\Gamma(\frac{d+1}2)/\Gamma(\frac d2)`."""
+    return float(std * math.sqrt(2.0) * math.exp(gammaln((dim + 1) / 2) - gammaln(dim / 2)))
+
+
+def chi_density(r: np.ndarray, d: int, scale: float) -> np.ndarray:
+    r"""Density of :math:`s\chi_d`, i.e. of :math:`|\theta|` for :math:`\theta\sim N(0,s^2I_d)`."""
+    return np.exp(chi_log_pdf(r, d, scale))
 
 
 def chi_cell_averages(edges: np.ndarray, d: int, scale: float) -> np.ndarray:

@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import gammaln, log_ndtr, logsumexp
+from scipy.special import logsumexp
 
-from .coordinates import Axis, Coordinates
+from .coordinates import Axis, Coordinates, log_radial_measure
+from .exact import chi_log_pdf, chi_mean, log_normal_mass
 from .expressions import compile_expression
 from .problems.base import (
     REQUIRED,
@@ -117,35 +118,6 @@ class InitialKind:
 # ---------------------------------------------------------------------------------------
 # closed forms
 # ---------------------------------------------------------------------------------------
-def chi_log_pdf(r: np.ndarray, dim: int, std: float) -> np.ndarray:
-    r"""Log density of :math:`r = |\theta|` for :math:`\theta \sim N(0, s^2 I_d)`:
-
-    .. math:: \log p(r) = (d-1)\log r - \frac{r^2}{2s^2} - (\tfrac d2 - 1)\log 2
-              - \log\Gamma(\tfrac d2) - d\log s.
-    """
-    r = np.asarray(r, dtype=float)
-    d, s = float(dim), float(std)
-    log_norm = (d / 2 - 1) * math.log(2.0) + gammaln(d / 2) + d * math.log(s)
-    with np.errstate(divide="ignore"):
-        return (d - 1) * np.log(r) - r**2 / (2 * s**2) - log_norm
-
-
-def chi_mean(dim: int, std: float) -> float:
-    r""":math:`E|\theta| = s\sqrt2\,\Gamma(\frac{d+1}2)/\Gamma(\frac d2)`."""
-    return float(std * math.sqrt(2.0) * math.exp(gammaln((dim + 1) / 2) - gammaln(dim / 2)))
-
-
-def _log_normal_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    r""":math:`\log(\Phi(b) - \Phi(a))` for :math:`a < b`, accurate in both tails."""
-    a, b = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float))
-    flip = a > 0  # use the symmetry Phi(b) - Phi(a) = Phi(-a) - Phi(-b) on the right
-    lo = np.where(flip, -b, a)
-    hi = np.where(flip, -a, b)
-    lhi = log_ndtr(hi)
-    with np.errstate(divide="ignore"):
-        return lhi + np.log(-np.expm1(log_ndtr(lo) - lhi))
-
-
 def _log_mean_exp(logf: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``log(sum_q w_q exp(logf[..., q]))``, stable."""
     with np.errstate(divide="ignore"):
@@ -179,7 +151,7 @@ def _gaussian_axis(axis: Axis, mean: float, std: float, key: str) -> np.ndarray:
     shifts = _images(axis, std)
     lo = (e[:-1, None] - mean - shifts) / std
     hi = (e[1:, None] - mean - shifts) / std
-    return logsumexp(_log_normal_mass(lo, hi), axis=-1) - math.log(axis.spacing)
+    return logsumexp(log_normal_mass(lo, hi), axis=-1) - math.log(axis.spacing)
 
 
 def _per_axis(value: Any, ndim: int, key: str) -> np.ndarray:
@@ -227,16 +199,12 @@ def gaussian_log_cell_averages(coords: Coordinates, mean: Any = 0.0, std: Any = 
 
 def _log_measure(axis: Axis, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Log of the reference measure of [a, b] along an axis: ``b - a``, or on a radial
-    axis of R^d ``(b^d - a^d)/d`` (in logs, as in :meth:`Axis.log_weight`); ``-inf``
-    where ``b <= a``."""
+    axis of R^d ``(b^d - a^d)/d``; ``-inf`` where ``b <= a``."""
+    if axis.radial_dim is not None and axis.radial_dim > 1:
+        return log_radial_measure(a, b, axis.radial_dim)
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        if axis.radial_dim is None or axis.radial_dim == 1:
-            out = np.log(b - a)
-        else:
-            d = float(axis.radial_dim)
-            out = d * np.log(b) + np.log(-np.expm1(d * (np.log(a) - np.log(b)))) - math.log(d)
-    return np.where(b > a, out, -np.inf)
+        return np.where(b > a, np.log(b - a), -np.inf)
 
 
 def _uniform_axis(axis: Axis, lo: float, hi: float) -> np.ndarray:
