@@ -9,12 +9,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import pde
 from matplotlib.figure import Figure
 
 from ddsolve.cli import main as ddsolve_main
-from ddsolve.config import build, load_config
-from ddsolve.io import read_diagnostics
+from ddsolve.results import load_run
 
 CONFIG = Path(__file__).with_name("aggregation_compact.toml")
 
@@ -40,11 +38,10 @@ if __name__ == "__main__":
     out = Path(ap.parse_args().out)
     if ddsolve_main(["run", str(CONFIG), "--out", str(out), "--quiet"]) != 0:
         raise SystemExit("ddsolve run failed")
-    ax = build(load_config(CONFIG)).coords.axes[0]
+    run = load_run(out)
+    ax = run.setup.coords.axes[0]
     x, h, edges = ax.centers, ax.spacing, ax.edges
-    store = pde.FileStorage(out / "density.h5", write_mode="readonly")
-    times, data = np.array(store.times), [np.array(d) for d in store.data]
-    store.close()
+    times, data = run.times, run.densities()
 
     print("    t   plateau  |supp|(>1%)  width@half  sqrt(12Var)   L1 to steady state")
     for tt in (0.0, 2.0, 4.0, 8.0, times[-1]):
@@ -59,7 +56,7 @@ if __name__ == "__main__":
         print(f"{times[i]:5.1f}   {plateau:.5f}   {supp:8.3f}    {width:9.5f}   {np.sqrt(12 * var):10.5f}"
               f"   {l1:.2e}")
     print("exact: plateau 0.5, support length 2 (sqrt(12 Var) = 2 for the uniform law)")
-    energy = read_diagnostics(out / "diagnostics.csv")["energy"][-1]
+    energy = run.diagnostics["energy"][-1]
     print(f"final energy {energy:.6f} vs exact -1/6 = {-1 / 6:.6f} for 1/2 on [-1, 1]")
     print(f"max density at t={times[-1]:g}: {data[-1].max():.4f} (overshoot in the edge cells), "
           f"grid h = {h:.3g}")

@@ -14,8 +14,7 @@ from matplotlib.figure import Figure
 from scipy.optimize import brentq
 
 from ddsolve.cli import main as ddsolve_main
-from ddsolve.config import load_config
-from ddsolve.io import read_diagnostics
+from ddsolve.results import load_run
 
 CONFIG = Path(__file__).with_name("curie_weiss_double_well.toml")
 BETAS = [1.5, 1.8, 2.0, 2.1, 2.4, 2.6, 3.0, 4.0]
@@ -40,14 +39,14 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="runs/curie_weiss_double_well")
     out = Path(ap.parse_args().out)
-    theta = load_config(CONFIG)["model"]["theta"]
     runs = {}
     for beta in BETAS:
         d = out / f"beta_{beta:g}"
         if ddsolve_main(["run", str(CONFIG), "--out", str(d), "--quiet", "--set", f"model.beta={beta}"]):
             raise SystemExit(f"ddsolve run failed for beta={beta}")
-        diag = read_diagnostics(d / "diagnostics.csv")
-        runs[beta] = (diag["t"], diag["mean_x"])
+        run = load_run(d)
+        runs[beta] = (run.diagnostics["t"], run.diagnostics["mean_x"])
+    theta = run.setup.config["model"]["theta"]              # the same in every run
 
     beta_lin = brentq(lambda b: theta * b * gibbs_mean(0.0, b, theta)[1] - 1.0, 0.5, 10.0)
     print("  beta   |m(T)| ddsolve   m* (self-consistency)   decay rate of m")

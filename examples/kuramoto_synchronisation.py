@@ -9,13 +9,12 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import pde
 from matplotlib.figure import Figure
 from scipy.optimize import brentq
 from scipy.special import i0e, i1e
 
 from ddsolve.cli import main as ddsolve_main
-from ddsolve.config import build, load_config
+from ddsolve.results import load_run
 
 CONFIG = Path(__file__).with_name("kuramoto_synchronisation.toml")
 KAPPAS = [1.0, 1.5, 2.5, 3.0]
@@ -24,9 +23,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="runs/kuramoto_synchronisation")
     out = Path(ap.parse_args().out)
-    setup = build(load_config(CONFIG))
-    beta, ax = setup.config["model"]["beta"], setup.coords.axes[0]
-    x, h, edges = ax.centers, ax.spacing, ax.edges
 
     fig = Figure(figsize=(14, 4.2), layout="constrained")
     a1, a2, a3 = fig.subplots(1, 3)
@@ -36,9 +32,10 @@ if __name__ == "__main__":
         d = out / f"kappa_{kappa:g}"
         if ddsolve_main(["run", str(CONFIG), "--out", str(d), "--quiet", "--set", f"model.kappa={kappa}"]):
             raise SystemExit(f"ddsolve run failed for kappa={kappa}")
-        store = pde.FileStorage(d / "density.h5", write_mode="readonly")
-        t, rho = np.array(store.times), np.array([np.array(v) for v in store.data])
-        store.close()
+        run = load_run(d)
+        t, rho = run.times, run.densities()
+        beta, ax = run.setup.config["model"]["beta"], run.setup.coords.axes[0]
+        x, h, edges = ax.centers, ax.spacing, ax.edges
         # exact Fourier coefficient of the piecewise-constant density: sum rho_j int_cell e^{ix}
         c1 = rho @ ((np.exp(1j * edges[1:]) - np.exp(1j * edges[:-1])) / 1j)
         r = np.abs(c1)

@@ -9,13 +9,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import pde
 from matplotlib.figure import Figure
 
-from ddsolve import GridModel
 from ddsolve.cli import main as ddsolve_main
-from ddsolve.config import build, load_config
-from ddsolve.io import read_diagnostics
+from ddsolve.results import load_run
 
 CONFIG = Path(__file__).with_name("muller_brown_2d.toml")
 
@@ -39,15 +36,13 @@ if __name__ == "__main__":
     out = Path(ap.parse_args().out)
     if ddsolve_main(["run", str(CONFIG), "--out", str(out), "--quiet"]) != 0:
         raise SystemExit("ddsolve run failed")
-    setup = build(load_config(CONFIG))
-    gm, coords = GridModel(setup.model, setup.coords), setup.coords
+    run = load_run(out)
+    gm, coords, diag = run.grid_model(), run.setup.coords, run.diagnostics
     gibbs, dA = gm.gibbs(), float(np.prod(coords.spacing))
-    store = pde.FileStorage(out / "density.h5", write_mode="readonly")
-    times, data = np.array(store.times), [np.array(d) for d in store.data]
-    store.close()
+    times, data = run.times, run.densities()
 
     sinks, label = basins(gm.V)
-    centers, scale = coords.cell_centers().reshape(-1, 2), setup.config["model"]["scale"]
+    centers, scale = coords.cell_centers().reshape(-1, 2), run.setup.config["model"]["scale"]
     pops = lambda rho: [dA * rho.ravel()[label == k].sum() for k in range(len(sinks))]  # noqa: E731
     shown = [0, int(np.argmin(abs(times - 1.0))), len(times) - 1]
     print("basin minimum (x, y)  V/s     " + "  ".join(f"t={times[i]:<5g}" for i in shown) + "  Gibbs")
@@ -55,7 +50,6 @@ if __name__ == "__main__":
         row = "  ".join(f"{pops(data[i])[k]:7.4f}" for i in shown)
         print(f"({centers[s, 0]:+.2f}, {centers[s, 1]:+.2f})      {gm.V.ravel()[s] / scale:8.2f}"
               f"  {row}  {pops(gibbs)[k]:.4f}")
-    diag = read_diagnostics(out / "diagnostics.csv")
     dF = diag["free_energy"] - gm.free_energy(gibbs)
     l1 = [dA * np.abs(d - gibbs).sum() for d in data]
     late = diag["t"] >= times[-1] / 2

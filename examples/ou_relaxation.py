@@ -8,14 +8,11 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import pde
 from matplotlib.figure import Figure
 
-from ddsolve import GridModel
 from ddsolve.cli import main as ddsolve_main
-from ddsolve.config import build, load_config
 from ddsolve.exact import gaussian_cell_averages, ou_moments
-from ddsolve.io import read_diagnostics
+from ddsolve.results import load_run
 
 CONFIG = Path(__file__).with_name("ou_relaxation.toml")
 
@@ -26,16 +23,13 @@ if __name__ == "__main__":
     if ddsolve_main(["run", str(CONFIG), "--out", str(out), "--quiet"]) != 0:
         raise SystemExit("ddsolve run failed")
 
-    setup = build(load_config(CONFIG))
-    gm = GridModel(setup.model, setup.coords)
+    run = load_run(out)
+    setup, gm = run.setup, run.grid_model()
     edges = setup.coords.axes[0].edges
     x, h = setup.coords.axes[0].centers, setup.coords.spacing[0]
     init = setup.config["initial"]
     m0, s0 = init["mean"], init["std"]
-
-    store = pde.FileStorage(out / "density.h5", write_mode="readonly")
-    times, data = np.array(store.times), [np.array(d) for d in store.data]
-    store.close()
+    times, data = run.times, run.densities()
 
     def exact(t):
         m, v = ou_moments(1.0, [m0], [[s0**2]], t, beta=1.0)
@@ -46,8 +40,7 @@ if __name__ == "__main__":
         i = int(np.argmin(abs(times - t)))
         print(f"{times[i]:6.2f}    {h * np.abs(data[i] - exact(times[i])).sum():.2e}")
 
-    diag = read_diagnostics(out / "diagnostics.csv")
-    t, F = diag["t"], diag["free_energy"]
+    t, F = run.diagnostics["t"], run.diagnostics["free_energy"]
     F_inf = gm.free_energy(gm.gibbs())           # discrete Gibbs state: the scheme's limit
     dF = F - F_inf
     print(f"F(0) = {F[0]:.6f}, F(T) = {F[-1]:.6f}, F_inf (discrete Gibbs) = {F_inf:.6f}, "
