@@ -123,15 +123,17 @@ class GridModel:
 
     def diagnostics(self, rho: np.ndarray, t: float) -> dict[str, float]:
         """The output contract's per-snapshot numbers."""
+        energy = self.energy(rho)  # one interaction application per row
+        T = self.temperature
         row = {
             "t": float(t),
             "mass": self.mass(rho),
-            "energy": self.energy(rho),
-            "free_energy": self.free_energy(rho),
+            "energy": energy,
+            "free_energy": energy + (T * self.relative_entropy(rho) if T > 0 else 0.0),
             "min_density": float(np.min(rho)),
         }
         if self.model.has_risk:
-            row["risk"] = self.risk(rho)
+            row["risk"] = self.model.risk_offset + 2.0 * energy
         row.update(self.moments(rho))
         return row
 
