@@ -80,6 +80,11 @@ class ImplicitFVOperator:
     """The finite-volume operator :math:`L_h` on flattened cell values and its exact
     Jacobian, with the ``"upwind"`` or ``"logmean"`` face flux (module doc).
 
+    Faces are stored as index arrays (left cell, right cell, spacing), one entry per
+    interior face of every axis (and the wrap-around faces of periodic axes), so the
+    operator and the Jacobian are assembled with vectorised gathers and one sparse
+    conversion per Newton iteration.
+
     Parameters
     ----------
     eq : DistributionalDynamicsPDE
@@ -99,32 +104,40 @@ class ImplicitFVOperator:
         M = coords.size
         self.M = M
         idx = np.arange(M).reshape(coords.shape)
-        self.axes = []
+        Ls, Rs, hs = [], [], []
         for a, axis in enumerate(coords.axes):
-            h = axis.spacing
             left = np.moveaxis(idx, a, 0)
             if axis.periodic:
                 L, R = left.ravel(), np.roll(left, -1, axis=0).ravel()
             else:
                 L, R = left[:-1].ravel(), left[1:].ravel()
-            nf = L.size
-            rows = np.arange(nf)
-            G = sp.csr_matrix((np.r_[np.full(nf, -1.0 / h), np.full(nf, 1.0 / h)],
-                               (np.r_[rows, rows], np.r_[L, R])), shape=(nf, M))
-            SL = sp.csr_matrix((np.ones(nf), (rows, L)), shape=(nf, M))
-            SR = sp.csr_matrix((np.ones(nf), (rows, R)), shape=(nf, M))
-            self.axes.append((G, G.T.tocsr(), SL, SR, L, R))
+            Ls.append(L)
+            Rs.append(R)
+            hs.append(np.full(L.size, axis.spacing))
+        self.L, self.R = np.concatenate(Ls), np.concatenate(Rs)
+        self.inv_h = 1.0 / np.concatenate(hs)
+        # sparsity pattern of the Jacobian (with the diagonal for the identity)
+        cells = np.arange(M)
+        self._rows = np.concatenate([self.L, self.L, self.R, self.R, cells])
+        self._cols = np.concatenate([self.L, self.R, self.L, self.R, cells])
         self.log_m = gm.log_m.ravel()
         self.T = gm.temperature
         self.vol = coords.cell_volume
 
-    def _psi(self, rho: np.ndarray) -> np.ndarray:
-        return self.gm.psi(rho.reshape(self.gm.coords.shape)).ravel()
+    def _grad(self, phi: np.ndarray) -> np.ndarray:
+        r"""Face differences :math:`(\phi_R - \phi_L)/h`."""
+        return (phi[self.R] - phi[self.L]) * self.inv_h
+
+    def _div(self, F: np.ndarray) -> np.ndarray:
+        r""":math:`G^\top F`: cell sums of :math:`\mp F/h` (minus divergence)."""
+        w = F * self.inv_h
+        return (np.bincount(self.R, w, minlength=self.M)
+                - np.bincount(self.L, w, minlength=self.M))
 
     def _phi(self, rho: np.ndarray) -> np.ndarray:
-        """:math:`\\Psi + \\beta^{-1}\\log(\\rho/m)` (upwind) or
-        :math:`\\Psi - \\beta^{-1}\\log m` (log-mean), without :math:`\\xi`."""
-        phi = self._psi(rho)
+        r""":math:`\Psi + \beta^{-1}\log(\rho/m)` (upwind) or
+        :math:`\Psi - \beta^{-1}\log m` (log-mean), without :math:`\xi`."""
+        phi = self.gm.psi(rho.reshape(self.gm.coords.shape)).ravel()
         if self.T > 0:
             if self.flux == "upwind":
                 phi = phi + self.T * (np.log(np.maximum(rho, DENSITY_FLOOR)) - self.log_m)
@@ -133,61 +146,49 @@ class ImplicitFVOperator:
         return phi
 
     def _fluxes(self, rho: np.ndarray, xi: float):
-        """Per axis: (G, GT, SL, SR, L, R, F, dF/drho_L, dF/drho_R, dF/d(G phi))."""
-        phi = self._phi(rho)
-        out = []
-        for G, GT, SL, SR, L, R in self.axes:
-            g = G @ phi
-            if self.flux == "upwind":
-                u = -xi * g
-                F = np.maximum(u, 0.0) * rho[L] + np.minimum(u, 0.0) * rho[R]
-                dL, dR = np.maximum(u, 0.0), np.minimum(u, 0.0)
-                dg = -xi * np.where(u > 0, rho[L], rho[R])
-            else:
-                lam, la, lb = log_mean(rho[L], rho[R])
-                grho = G @ rho
-                F = -xi * (lam * g + self.T * grho)
-                dL, dR = -xi * la * g, -xi * lb * g
-                dg = -xi * lam
-            out.append((G, GT, SL, SR, F, dL, dR, dg))
-        return out
+        """Face fluxes ``F`` and their derivatives: w.r.t. the left and right densities
+        at fixed potential (``dL, dR``) and w.r.t. the potential difference ``dg``."""
+        g = self._grad(self._phi(rho))
+        rL, rR = rho[self.L], rho[self.R]
+        if self.flux == "upwind":
+            u = -xi * g
+            F = np.maximum(u, 0.0) * rL + np.minimum(u, 0.0) * rR
+            return F, np.maximum(u, 0.0), np.minimum(u, 0.0), -xi * np.where(u > 0, rL, rR)
+        lam, la, lb = log_mean(rL, rR)
+        F = -xi * (lam * g + self.T * (rR - rL) * self.inv_h)
+        return F, -xi * la * g, -xi * lb * g, -xi * lam
 
     def rate(self, rho: np.ndarray, t: float) -> np.ndarray:
-        """:math:`L_h(\\rho)` on flattened cell values."""
-        out = np.zeros(self.M)
-        for G, GT, SL, SR, F, *_ in self._fluxes(rho, self.gm.model.xi(t)):
-            out += GT @ F
-        return out
+        r""":math:`L_h(\rho)` on flattened cell values."""
+        return self._div(self._fluxes(rho, self.gm.model.xi(t))[0])
 
-    def jacobian_parts(self, rho: np.ndarray, t: float):
-        """Local sparse Jacobian and a function applying the nonlocal part (or ``None``)."""
+    def jacobian_parts(self, rho: np.ndarray, t: float, shift: float = 0.0, scale: float = 1.0):
+        """``shift*I + scale*J_local`` as a CSC matrix, and a function applying the
+        nonlocal part of ``J`` (``None`` without interaction)."""
         xi = self.gm.model.xi(t)
-        J = sp.csr_matrix((self.M, self.M))
-        factors = []
-        inv_rho = 1.0 / np.maximum(rho, DENSITY_FLOOR)
-        for G, GT, SL, SR, F, dL, dR, dg in self._fluxes(rho, xi):
-            local = sp.diags(dL) @ SL + sp.diags(dR) @ SR
-            if self.T > 0:
-                # d(G phi)/drho: T/rho (upwind, through log rho); T G rho term (log-mean)
-                if self.flux == "upwind":
-                    local = local + sp.diags(dg) @ G @ sp.diags(self.T * inv_rho)
-                else:
-                    local = local - xi * self.T * G
-            J = J + GT @ local
-            factors.append((GT, dg, G))
+        F, dL, dR, dg = self._fluxes(rho, xi)
+        # dF/drho_L and dF/drho_R including the local part of the potential difference
+        if self.T > 0 and self.flux == "upwind":
+            inv_rho = 1.0 / np.maximum(rho, DENSITY_FLOOR)
+            a = dL - dg * self.inv_h * self.T * inv_rho[self.L]
+            b = dR + dg * self.inv_h * self.T * inv_rho[self.R]
+        elif self.T > 0:
+            a = dL + xi * self.T * self.inv_h
+            b = dR - xi * self.T * self.inv_h
+        else:
+            a, b = dL, dR
+        wa, wb = scale * a * self.inv_h, scale * b * self.inv_h
+        data = np.concatenate([-wa, -wb, wa, wb, np.full(self.M, shift)])
+        J = sp.csc_matrix((data, (self._rows, self._cols)), shape=(self.M, self.M))
         op = self.gm.operator
-        shape = self.gm.coords.shape
         if op is None:
-            return J.tocsc(), None
+            return J, None
+        shape = self.gm.coords.shape
 
         def nonlocal_matvec(v: np.ndarray) -> np.ndarray:
-            dpsi = op.apply(v.reshape(shape)).ravel()
-            out = np.zeros_like(v)
-            for GT, dg, G in factors:
-                out += GT @ (dg * (G @ dpsi))
-            return out
+            return self._div(dg * self._grad(op.apply(v.reshape(shape)).ravel()))
 
-        return J.tocsc(), nonlocal_matvec
+        return J, nonlocal_matvec
 
 
 class UpwindOperator(ImplicitFVOperator):
@@ -250,7 +251,6 @@ class ImplicitEulerSolver(SolverBase):
         vol = op.vol
         positive = op.T > 0
         rho = np.maximum(guess, DENSITY_FLOOR) if positive else guess.copy()
-        eye = sp.identity(op.M, format="csc")
 
         def residual(r):
             return a0 * r - rhs - dt * op.rate(r, t_new)
@@ -261,8 +261,7 @@ class ImplicitEulerSolver(SolverBase):
                 return None
             if np.sum(np.abs(res)) * vol < self.newton_tol:
                 return rho
-            J, nonlocal_mv = op.jacobian_parts(rho, t_new)
-            A = (a0 * eye - dt * J).tocsc()
+            A, nonlocal_mv = op.jacobian_parts(rho, t_new, shift=a0, scale=-dt)
             self.info["newton_iterations"] += 1
             try:
                 lu = spla.splu(A)
