@@ -104,8 +104,11 @@ GRID_PARAMS: tuple[Param, ...] = (
     Param("coordinates", Choice(("cartesian", "radial")), "cartesian",
           "cartesian box/torus, or the radius r = |theta| of a rotation-invariant law on R^dim"),
     Param("bounds", Bounds(), REQUIRED, "extent of each axis", when=_cartesian),
-    Param("dim", Integer(low=1), REQUIRED, "dimension d of the space R^d (m(r) = r^(d-1))", when=_radial),
-    Param("r_max", Real(low=0, low_open=True), REQUIRED, "outer radius R of [0, R]", when=_radial),
+    Param("dim", ListOf(Integer(low=1), 1, 2, scalar_ok=True), REQUIRED,
+          "dimension d of the space R^d (m(r) = r^(d-1)); two entries [d1, d2] for the block "
+          "radii (r1, r2) of a law on R^d1 x R^d2 (m = r1^(d1-1) r2^(d2-1))", when=_radial),
+    Param("r_max", ListOf(Real(low=0, low_open=True), 1, 2, scalar_ok=True), REQUIRED,
+          "outer radius R of [0, R] (one per radial axis, or one for both)", when=_radial),
     Param("cells", ListOf(Integer(low=2), 1, 2, scalar_ok=True), REQUIRED,
           "number of cells (per axis)"),
     Param("periodic", ListOf(Boolean(), 1, 2, scalar_ok=True), lambda p: [False] * len(p["bounds"]),
@@ -160,8 +163,8 @@ RUN_PARAMS: tuple[Param, ...] = (
 # ---------------------------------------------------------------------------------------
 def _resolve_grid(raw: Mapping[str, Any]) -> dict[str, Any]:
     grid = resolve_table(raw, GRID_PARAMS, "grid")
-    n = len(grid["bounds"]) if grid["coordinates"] == "cartesian" else 1
-    for name in ("cells", "periodic"):
+    n = len(grid["bounds"]) if grid["coordinates"] == "cartesian" else len(grid["dim"])
+    for name in ("cells", "periodic", "r_max"):
         if name in grid:
             values = grid[name]
             if len(values) not in (1, n):
@@ -222,10 +225,15 @@ def resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
         if name not in SECTIONS:
             raise ConfigError(str(name), f"unknown section; allowed sections: {', '.join(SECTIONS)}")
     problem, model = _resolve_model(raw.get("model", {}))
+    grid_raw = raw.get("grid", {})
+    if isinstance(grid_raw, Mapping):
+        params = {k: v for k, v in model.items() if k != "problem"}
+        grid_raw = {**problem.grid_defaults(params), **grid_raw}
     return {
         "model": model,
-        "grid": _resolve_grid(raw.get("grid", {})),
-        "initial": resolve_initial(raw.get("initial", {}), problem.initial_kinds()),
+        "grid": _resolve_grid(grid_raw),
+        "initial": resolve_initial(raw.get("initial", {}), problem.initial_kinds(),
+                                   problem.default_initial),
         "scheme": _resolve_scheme(raw.get("scheme", {})),
         "run": _resolve_run(raw.get("run", {})),
     }
@@ -324,7 +332,7 @@ def build_coordinates(grid: Mapping[str, Any]) -> Coordinates:
     """Coordinates of a resolved ``[grid]`` section."""
     with config_key("grid"):
         if grid["coordinates"] == "radial":
-            coords = radial(grid["dim"], grid["r_max"], grid["cells"][0])
+            coords = radial(grid["dim"], grid["r_max"], grid["cells"])
         else:
             coords = cartesian(grid["bounds"], grid["cells"], grid["periodic"])
         if "charge_bounds" in grid:

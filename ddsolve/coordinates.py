@@ -12,7 +12,10 @@ finite-volume scheme is one and the same everywhere. What distinguishes the axes
   :math:`m(r) = r^{d-1}`, because :math:`\rho(\theta) = p(r)/(|S^{d-1}| r^{d-1})` turns
   :math:`\partial_t\rho = \nabla\cdot(\rho\nabla(\Psi+\beta^{-1}\log\rho))` into
   :math:`\partial_t p = \partial_r\big(p\,\partial_r(\Psi + \beta^{-1}\log(p/r^{d-1}))\big)`;
-* charge axis :math:`c \in [c_{\min}, c_{\max}]`: :math:`m \equiv 1`.
+* charge axis :math:`c \in [c_{\min}, c_{\max}]`: :math:`m \equiv 1`;
+* two radial axes :math:`(r_1, r_2) = (|\theta_1|, |\theta_2|)` for a law on
+  :math:`\mathbb{R}^{d_1}\times\mathbb{R}^{d_2}` invariant under rotations of each
+  factor (anisotropic two-layer problems): :math:`m = r_1^{d_1-1}r_2^{d_2-1}`.
 
 Cell values of :math:`\log m` are logarithms of exact cell averages, evaluated without
 forming :math:`r^{d-1}` (which overflows for :math:`d = 320`).
@@ -20,6 +23,7 @@ forming :math:`r^{d-1}` (which overflows for :math:`d = 320`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,8 +139,6 @@ class Coordinates:
         axes = tuple(axes)
         if len(axes) not in (1, 2):
             raise ValueError(f"coordinates have 1 or 2 axes, got {len(axes)}")
-        if sum(a.radial_dim is not None for a in axes) > 1:
-            raise ValueError("at most one radial axis")
         self.axes = axes
         self.grid = pde.CartesianGrid(
             [[a.lower, a.upper] for a in axes], [a.cells for a in axes],
@@ -181,10 +183,16 @@ class Coordinates:
 
     @property
     def radial_dim(self) -> int | None:
+        """Dimension ``d`` of the first radial axis (``None`` without one)."""
         for a in self.axes:
             if a.radial_dim is not None:
                 return a.radial_dim
         return None
+
+    @property
+    def radial_dims(self) -> tuple[int | None, ...]:
+        """Per axis: ``d`` of a radial axis, ``None`` otherwise."""
+        return tuple(a.radial_dim for a in self.axes)
 
     @property
     def has_reference_measure(self) -> bool:
@@ -266,10 +274,20 @@ def cartesian(bounds, cells, periodic=False, names=None) -> Coordinates:
                         for k in range(ndim)])
 
 
-def radial(dim: int, r_max: float, cells: int) -> Coordinates:
+def radial(dim: int | Sequence[int], r_max: float | Sequence[float],
+           cells: int | Sequence[int]) -> Coordinates:
     """Radius :math:`r = |\\theta| \\in [0, R]` of a rotation-invariant law on
-    :math:`\\mathbb{R}^{dim}`."""
-    return Coordinates([Axis("r", 0.0, float(r_max), int(cells), False, int(dim))])
+    :math:`\\mathbb{R}^{dim}`; with two dimensions ``[d1, d2]`` the block radii
+    :math:`(r_1, r_2)` of a law on :math:`\\mathbb{R}^{d_1}\\times\\mathbb{R}^{d_2}`."""
+    dims = [int(d) for d in np.atleast_1d(dim)]
+    n = len(dims)
+    if n not in (1, 2):
+        raise ValueError(f"radial coordinates take 1 or 2 dimensions, got {dims}")
+    r_max = np.broadcast_to(np.asarray(r_max, dtype=float), (n,))
+    cells = np.broadcast_to(np.asarray(cells), (n,))
+    names = ("r",) if n == 1 else ("r1", "r2")
+    return Coordinates([Axis(names[k], 0.0, float(r_max[k]), int(cells[k]), False, dims[k])
+                        for k in range(n)])
 
 
 def with_charge(base: Coordinates, c_bounds, c_cells: int, name: str = "c") -> Coordinates:

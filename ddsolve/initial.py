@@ -349,14 +349,14 @@ def _all_kinds(extra: Mapping[str, InitialKind] | None) -> dict[str, InitialKind
     return kinds
 
 
-def resolve_initial(raw: Mapping[str, Any], extra_kinds: Mapping[str, InitialKind] | None = None
-                    ) -> dict[str, Any]:
-    """Validate the ``[initial]`` section: ``kind`` (default ``gaussian``) and that
+def resolve_initial(raw: Mapping[str, Any], extra_kinds: Mapping[str, InitialKind] | None = None,
+                    default_kind: str = "gaussian") -> dict[str, Any]:
+    """Validate the ``[initial]`` section: ``kind`` (default ``default_kind``) and that
     kind's parameters."""
     if not isinstance(raw, Mapping):
         raise ConfigError("initial", f"must be a table of keys, got {raw!r}")
     kinds = _all_kinds(extra_kinds)
-    kind = Choice(tuple(kinds)).check(raw.get("kind", "gaussian"), "initial.kind")
+    kind = Choice(tuple(kinds)).check(raw.get("kind", default_kind), "initial.kind")
     rest = {k: v for k, v in raw.items() if k != "kind"}
     return {"kind": kind, **resolve_table(rest, kinds[kind].params, "initial", what=f"kind {kind!r}")}
 

@@ -202,10 +202,16 @@ class SeparableInteraction(InteractionOperator):
 
     def __init__(self, kernel: Kernel, coords: Coordinates, quadrature: int = 2, terms=None):
         super().__init__(kernel, coords, quadrature)
+        M = coords.size
+        fmap = kernel.feature_map(coords.ndim) if terms is None else None
+        if fmap is not None:
+            # symmetric form: the same cell-averaged features on both sides
+            self.F = np.ascontiguousarray(coords.cell_average(fmap, quadrature).reshape(-1, M))
+            self.G = self.F
+            return
         terms = kernel.separable_terms(coords.ndim) if terms is None else terms
         if terms is None:
             raise ValueError(f"{type(kernel).__name__} has no separable representation")
-        M = coords.size
         F = [coords.cell_average(f, quadrature).ravel() for f, _ in terms]
         G = [coords.cell_average(g, quadrature).ravel() for _, g in terms]
         self.F = np.array(F).reshape(len(terms), M)
@@ -222,7 +228,7 @@ class SeparableInteraction(InteractionOperator):
 
 def _separable_ok(kernel: Kernel, coords: Coordinates) -> bool:
     """Separable terms are valid on periodic axes only for kernels with that period."""
-    if kernel.separable_terms(coords.ndim) is None:
+    if kernel.separable_terms(coords.ndim) is None and kernel.feature_map(coords.ndim) is None:
         return False
     if not any(coords.periodic):
         return True

@@ -57,6 +57,13 @@ class Kernel:
         """Pairs ``(f_k, g_k)`` with ``U(x,y) = sum_k f_k(x) g_k(y)``, or ``None``."""
         return None
 
+    def feature_map(self, ndim: int) -> Callable[[np.ndarray], np.ndarray] | None:
+        """A symmetric low-rank form :math:`U(x,y) = \\sum_k f_k(x)f_k(y)`: a function
+        mapping points ``(..., ndim)`` to all features at once, shape ``(T, ...)``
+        (cheaper than :meth:`separable_terms` when the features share work, as the
+        Hermite terms of two-layer kernels do), or ``None``."""
+        return None
+
     def check_ndim(self, ndim: int) -> None:
         if self.ndim is not None and self.ndim != ndim:
             raise ValueError(

@@ -57,9 +57,11 @@ class Model:
         Time schedule :math:`\\xi(t)` (default 1).
     ndim : int
         Dimension of the coordinates (1 or 2 for grids; any for particles).
-    radial_dim : int, optional
+    radial_dim : int or sequence, optional
         If the first coordinate is the radius of a rotation-invariant law on
         :math:`\\mathbb{R}^d`, ``d``; the reference measure is then :math:`r^{d-1}`.
+        A sequence gives one entry per coordinate (``None`` for non-radial ones), e.g.
+        ``(s0, d - s0)`` for block radii or ``(d, None)`` for :math:`(r, c)`.
     risk_offset : float, optional
         :math:`R_\\# = \\mathbb{E}[y^2]` for neural-network problems; if given the
         model has a risk :math:`R = R_\\# + 2E`.
@@ -74,7 +76,7 @@ class Model:
         beta: float = math.inf,
         xi: float | dict | Schedule = 1.0,
         ndim: int = 1,
-        radial_dim: int | None = None,
+        radial_dim: int | tuple[int | None, ...] | None = None,
         risk_offset: float | None = None,
         name: str = "model",
     ) -> None:
@@ -86,9 +88,17 @@ class Model:
         self.beta = beta
         self.xi = Schedule.from_spec(xi)
         self.ndim = int(ndim)
-        self.radial_dim = radial_dim
+        if radial_dim is None or np.ndim(radial_dim) == 0:
+            dims = (radial_dim,) + (None,) * (self.ndim - 1)
+        else:
+            dims = tuple(None if d is None else int(d) for d in radial_dim)
+            if len(dims) != self.ndim:
+                raise ValueError(f"radial_dim needs one entry per coordinate ({self.ndim}), got {dims}")
+        self.radial_dims: tuple[int | None, ...] = dims
+        self.radial_dim = next((d for d in dims if d is not None), None)
         self.risk_offset = risk_offset
         self.name = name
+        self.info: dict[str, Any] = {}  # problem-specific details for summary.json
         self.potential.check_ndim(self.ndim)
         self.interaction.check_ndim(self.ndim)
 
@@ -130,6 +140,8 @@ class Model:
             "xi": self.xi.description,
             "ndim": self.ndim,
             "radial_dim": self.radial_dim,
+            "radial_dims": list(self.radial_dims),
+            **self.info,
         }
 
     def __repr__(self) -> str:

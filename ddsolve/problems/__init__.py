@@ -3,7 +3,7 @@
 A *problem* (see :class:`~ddsolve.problems.base.Problem`) is a named family of models
 with a declared parameter table; ``[model] problem = "<name>"`` selects one and the
 other ``[model]`` keys are its parameters. Built-in problems live in
-:mod:`~ddsolve.problems.mckean_vlasov`; new ones are added with :func:`register`
+:mod:`~ddsolve.problems.mckean_vlasov` and :mod:`~ddsolve.problems.two_layer`; new ones are added with :func:`register`
 (usable as a class decorator)::
 
     @register
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from .base import ConfigError, Param, Problem
 from .mckean_vlasov import BUILTIN_PROBLEMS
+from .two_layer import TwoLayer
 
 __all__ = ["PROBLEMS", "register", "unregister", "get_problem", "problem_names",
            "Problem", "Param", "ConfigError"]
@@ -57,6 +58,6 @@ def get_problem(name: str) -> Problem:
                           f"unknown problem {shown}; one of {', '.join(PROBLEMS)}") from None
 
 
-for _cls in BUILTIN_PROBLEMS:
+for _cls in BUILTIN_PROBLEMS + (TwoLayer,):
     register(_cls)
 del _cls

@@ -556,6 +556,7 @@ class Problem:
     doc: str = ""
     params: tuple[Param, ...] = ()
     coordinates: tuple[str, ...] = ("cartesian",)
+    default_initial: str = "gaussian"
 
     def parameters(self) -> tuple[Param, ...]:
         """The full table: ``problem``-specific parameters plus the common ones."""
@@ -578,6 +579,11 @@ class Problem:
                 f"coordinates, not {kind}",
             )
 
+    def grid_defaults(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``[grid]`` keys implied by the model parameters (e.g. the radial dimension of a
+        two-layer problem); keys given in the config file take precedence."""
+        return {}
+
     def build_model(self, params: Mapping[str, Any], coords: Coordinates) -> Model:
         """The :class:`~ddsolve.model.Model` for resolved ``params`` on ``coords``."""
         raise NotImplementedError
@@ -586,7 +592,7 @@ class Problem:
         """Helper for subclasses: a :class:`Model` with this problem's ``beta``/``xi``
         and the dimensions of ``coords``."""
         return Model(beta=params["beta"], xi=params["xi"], ndim=coords.ndim,
-                     radial_dim=coords.radial_dim, name=self.name, **kwargs)
+                     radial_dim=coords.radial_dims, name=self.name, **kwargs)
 
     def initial_kinds(self) -> dict[str, InitialKind]:
         """Problem-specific initial laws, by ``[initial] kind`` name."""
@@ -607,4 +613,6 @@ class Problem:
         kinds = self.initial_kinds()
         if kinds:
             text += "\n  initial kinds ([initial] kind = ...): " + ", ".join(kinds)
+        if self.default_initial != "gaussian":
+            text += f" (default kind for this problem: {self.default_initial})"
         return text

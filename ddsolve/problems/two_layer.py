@@ -1,0 +1,205 @@
+r"""Two-layer neural networks trained by SGD on Gaussian data: exact reduced models.
+
+Network :math:`\hat y(x) = \frac1N\sum_i\sigma_*(x;\theta_i)` with
+:math:`\sigma_*(x;\theta) = \sigma(\langle w,x\rangle)` (``trained = ["w"]``) or
+:math:`a\,\sigma(\langle w,x\rangle)` (``trained = ["w", "a"]``), square loss, data from
+the isotropic or anisotropic Gaussian laws of Mei, Montanari & Nguyen (PNAS 2018, §3;
+:mod:`ddsolve.data`). Then :math:`V(\theta) = -\mathbb{E}[y\sigma_*]`,
+:math:`U = \mathbb{E}[\sigma_*\sigma_*']`, risk :math:`R(\rho) = \mathbb{E}y^2 + 2\int V\rho
++ \iint U\rho\rho` (written to ``diagnostics.csv`` as ``risk``), and for a law of
+:math:`w` invariant under rotations (of each block) the dynamics closes exactly on the
+block norms (:mod:`ddsolve.reduction`):
+
+* isotropic data, ``trained = ["w"]``: :math:`r = |w|`, radial grid of dimension ``dim``;
+* isotropic data, ``trained = ["w", "a"]``: :math:`(r, a)`, radial axis × charge axis;
+* anisotropic data: :math:`(r_1, r_2) = (|w_{1:s_0}|, |w_{s_0+1:d}|)`, two radial axes of
+  dimensions ``[s0, dim - s0]``.
+
+**Time.** Mei–Montanari–Nguyen run SGD with step :math:`s_k = \varepsilon\,\xi_{\rm MMN}(k\varepsilon)`
+and find :math:`\partial_t\rho = 2\xi_{\rm MMN}\nabla\cdot(\rho\nabla\Psi)` at
+:math:`t = k\varepsilon`. ddsolve's equation is :math:`\partial_t\rho =
+\xi\nabla\cdot(\rho\nabla(\Psi + \beta^{-1}\log(\rho/m)))` (:mod:`ddsolve.schedule`), so
+``xi`` is :math:`2\xi_{\rm MMN}`: the default ``xi = 2`` is MMN's constant schedule
+:math:`\xi_{\rm MMN}\equiv1`, and PDE time is the number of SGD steps times
+:math:`\varepsilon`. Noisy SGD at inverse temperature ``beta`` adds
+:math:`\xi\beta^{-1}\Delta\rho`; its stationary states satisfy
+:math:`\rho\propto m\,e^{-\beta\Psi[\rho]}`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..activations import ACTIVATIONS, make_activation
+from ..data import GaussianMixtureData
+from ..reduction import ANGLE_MODES, ReducedKernel, ReducedPotential, TwoLayerReduction
+from .base import (
+    REQUIRED,
+    Choice,
+    ConfigError,
+    Integer,
+    ListOf,
+    OneOf,
+    Param,
+    Problem,
+    Real,
+    ScheduleSpec,
+    config_key,
+    when_equals,
+)
+
+__all__ = ["TwoLayer", "NetworkInitial", "build_reduction"]
+
+_ACTIVATION_NAMES = tuple(ACTIVATIONS) + ("piecewise-linear",)
+_piecewise = when_equals("activation", "piecewise-linear")
+
+
+def _trains_a(params: Mapping[str, Any]) -> bool:
+    return "a" in params["trained"]
+
+
+def build_reduction(params: Mapping[str, Any]) -> TwoLayerReduction:
+    """The :class:`~ddsolve.reduction.TwoLayerReduction` of resolved ``[model]`` parameters."""
+    with config_key("model.activation"):
+        act = make_activation(params["activation"], params.get("breakpoints"), params.get("values"),
+                              params.get("outer_slopes", (0.0, 0.0)))
+    d = params["dim"]
+    if params["data"] == "isotropic":
+        with config_key("model.delta"):
+            data = GaussianMixtureData.isotropic(d, params["delta"])
+    else:
+        if not 1 <= params["s0"] < d:
+            raise ConfigError("model.s0", f"must satisfy 1 <= s0 < dim = {d}, got {params['s0']}")
+        with config_key("model.delta"):
+            data = GaussianMixtureData.anisotropic(d, params["s0"], params["delta"])
+    return TwoLayerReduction(data, act, second_layer=_trains_a(params), angles=params["angles"],
+                             tol=params["kernel_tol"])
+
+
+class _Trained(ListOf):
+    """``["w"]`` or ``["w", "a"]``."""
+
+    def __init__(self):
+        super().__init__(Choice(("w", "a")), 1, 2)
+
+    def check(self, value, key):
+        out = super().check(value, key)
+        if "w" not in out or len(set(out)) != len(out):
+            raise self.fail(value, key)
+        return sorted(out, key=("w", "a").index)
+
+    def describe(self):
+        return '["w"] or ["w", "a"]'
+
+
+class NetworkInitial:
+    r"""The initialisation of the seeds: :math:`w\sim N(0,\kappa^2/d\,I_d)`, so each block
+    radius is :math:`r_b = (\kappa/\sqrt d)\,\chi_{n_b}` (exactly, on the grid), and the
+    output weight :math:`a\sim N(a_{\rm mean}, a_{\rm std}^2)` when it is trained.
+
+    An initial kind in the sense of :class:`ddsolve.initial.InitialKind` (same
+    attributes; not a subclass, because :mod:`ddsolve.initial` imports the problems)."""
+
+    name = "network"
+    doc = ("w ~ N(0, kappa^2/d I_d) with kappa from [model] (r = kappa chi_d / sqrt(d), per "
+           "block for anisotropic data); a ~ N(a_mean, a_std^2) on the charge axis")
+    params = (
+        Param("a_mean", Real(), 1.0, "mean of the initial output weights a (trained = [\"w\", \"a\"])"),
+        Param("a_std", Real(low=0, low_open=True), 0.1, "standard deviation of the initial a"),
+    )
+    main_key = "kind"
+    is_law = True
+
+    def log_density(self, params, ctx):
+        from ..initial import gaussian_log_cell_averages
+
+        mp = ctx.model_params
+        if "kappa" not in mp or "dim" not in mp:
+            raise ConfigError("initial.kind", "the 'network' initial law belongs to the two-layer problem")
+        std = mp["kappa"] / math.sqrt(mp["dim"])
+        coords = ctx.coords
+        means = [0.0 if a.radial_dim is not None else params["a_mean"] for a in coords.axes]
+        stds = [std if a.radial_dim is not None else params["a_std"] for a in coords.axes]
+        return gaussian_log_cell_averages(coords, means, stds)
+
+
+class TwoLayer(Problem):
+    """Two-layer networks on MMN's Gaussian data, exact reduced PDE."""
+
+    name = "two-layer"
+    doc = ("Two-layer network sigma_*(x; theta) = sigma(<w, x>) (or a sigma(<w, x>) with "
+           "trained = [\"w\", \"a\"]) trained by SGD on the Gaussian data of Mei, Montanari & "
+           "Nguyen (2018): isotropic (y = +-1, x ~ N(0, (1 + y delta)^2 I_d)) or anisotropic "
+           "(covariance (1 +- delta)^2 on the first s0 coordinates). Exact reduced PDE on "
+           "r = |w| (grid: radial, dim = d; with a charge axis for a) or on (r1, r2) (grid: "
+           "radial, dim = [s0, d - s0]); the grid's coordinates and dim default from the "
+           "model. Kernel by its Mehler-Hermite series with a rigorous truncation bound "
+           "(closed form for ReLU). xi = 2 xi_MMN: the default 2 is MMN's constant "
+           "schedule, so t = SGD steps x eps. diagnostics.csv has the risk and the "
+           "dissipation int rho |grad mu|^2 (0 at stationary states).")
+    params = (
+        Param("beta", Real(low=0, low_open=True, allow_inf=True), math.inf,
+              "inverse temperature of noisy SGD (inf: plain SGD)"),
+        Param("xi", OneOf((Real(low=0, low_open=True), ScheduleSpec())), 2.0,
+              "PDE speed xi(t) = 2 xi_MMN(t) (SGD step s_k = eps xi(k eps) / 2); 2 is MMN's "
+              "constant schedule"),
+        Param("data", Choice(("isotropic", "anisotropic")), "isotropic",
+              "isotropic or anisotropic Gaussians (MMN 2018, Sec. 3)"),
+        Param("dim", Integer(low=1), REQUIRED, "input dimension d"),
+        Param("s0", Integer(low=1), REQUIRED, "number of informative coordinates (1 <= s0 < dim)",
+              when=when_equals("data", "anisotropic")),
+        Param("delta", Real(0.0, 1.0, low_open=True, high_open=True), 0.5,
+              "class separation Delta in (0, 1)"),
+        Param("activation", Choice(_ACTIVATION_NAMES), "mmn-ramp",
+              "sigma: relu, mmn-ramp (-2.5 below 0.5, 7.5 above 1.5), mmn-nonmonotone (-2.5, "
+              "-4 at 0.5, 7.5 from 1.5), sigmoid, sigmoid2 (1/(1+e^-2t)), tanh, piecewise-linear"),
+        Param("breakpoints", ListOf(Real()), REQUIRED, "increasing breakpoints b_j", when=_piecewise),
+        Param("values", ListOf(Real()), REQUIRED, "sigma(b_j), linear in between", when=_piecewise),
+        Param("outer_slopes", ListOf(Real(), 2, 2), [0.0, 0.0],
+              "slopes below the first and above the last breakpoint", when=_piecewise),
+        Param("trained", _Trained(), ["w"], "trained parameters: [\"w\"] or [\"w\", \"a\"]"),
+        Param("kappa", Real(low=0, low_open=True), 0.4,
+              "initialisation scale: w ~ N(0, kappa^2/d I_d) ([initial] kind = \"network\")"),
+        Param("angles", Choice(ANGLE_MODES), "exact",
+              "exact angle averages (every d), or their large-d limit (orthogonal neurons)"),
+        Param("kernel_tol", Real(low=0, low_open=True), 1e-10,
+              "relative truncation bound of the kernel's Hermite series"),
+    )
+    coordinates = ("radial",)
+    default_initial = "network"
+
+    def grid_defaults(self, params):
+        d = params["dim"]
+        dims = [d] if params["data"] == "isotropic" else [params.get("s0", 1), d - params.get("s0", 1)]
+        return {"coordinates": "radial", "dim": dims}
+
+    def build_model(self, params, coords):
+        reduction = build_reduction(params)
+        expected = reduction.radial_dims
+        got = coords.radial_dims
+        radial_got = tuple(x for x in got if x is not None)
+        radial_expected = tuple(x for x in expected if x is not None)
+        if radial_got != radial_expected:
+            raise ConfigError("grid.dim", f"the two-layer problem with these parameters lives on "
+                                          f"radial dimension(s) {list(radial_expected)}, the grid has "
+                                          f"{list(radial_got)} (leave grid.dim out to use the model's)")
+        if got != expected:
+            if reduction.second_layer:
+                raise ConfigError("grid.charge_bounds", "trained = [\"w\", \"a\"] needs a charge axis "
+                                                        "for a: give grid.charge_bounds and charge_cells")
+            raise ConfigError("grid.charge_bounds", "a charge axis needs trained = [\"w\", \"a\"]")
+        model = self.make_model(params, coords, potential=ReducedPotential(reduction),
+                                interaction=ReducedKernel(reduction),
+                                risk_offset=reduction.data.risk_offset)
+        model.info["two_layer"] = reduction.report
+        return model
+
+    def initial_kinds(self):
+        return {"network": NetworkInitial()}
+
+    def extra_diagnostics(self, params, grid_model, rho):
+        return {"dissipation": grid_model.dissipation(rho)}
