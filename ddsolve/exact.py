@@ -19,6 +19,17 @@ measure the scheme, not the sampling.
   = (a+\theta)x - \theta m_1` and for *any* initial law
   :math:`\dot m_1 = -a m_1` and :math:`\dot v = -2(a+\theta)v + 2\beta^{-1}` for the
   variance :math:`v` (Dawson 1983; Carrillo et al., ARMA 2020, for the torus case).
+* Noisy SGD for a ReLU network :math:`\sigma_*(x;w) = (\langle w,x\rangle)_+` on the isotropic
+  Gaussians of Mei–Montanari–Nguyen (:func:`relu_noisy_stationary`): :math:`g(A) =
+  A/\sqrt{2\pi}` gives :math:`V(r) = -a_0r` with :math:`a_0 = \Delta/\sqrt{2\pi}`, and the
+  arc-cosine kernel gives :math:`\bar u(r,r') = b_0rr'` with :math:`b_0 = (1+\Delta^2)
+  \bar\kappa_d` (:func:`ddsolve.reduction.arccos_kernel_mean`). So :math:`\Psi[\rho](r)
+  = \lambda r` is *linear* with :math:`\lambda = b_0\bar r - a_0`, :math:`\bar r = \int
+  r\rho`, and a stationary state :math:`\rho\propto r^{d-1}e^{-\beta\Psi}` is the Gamma law
+  of shape :math:`d` and rate :math:`\beta\lambda`. Self-consistency :math:`\bar r =
+  d/(\beta\lambda)` is the quadratic :math:`\beta b_0\bar r^2 - \beta a_0\bar r - d = 0`
+  with the single positive root :math:`\bar r = (a_0 + \sqrt{a_0^2 + 4b_0d/\beta})/(2b_0)`
+  (unique: :math:`U` is positive semi-definite, so :math:`F` is strictly convex).
 """
 
 from __future__ import annotations
@@ -130,3 +141,23 @@ def curie_weiss_moments(m0: float, v0: float, t: float, a: float, theta: float, 
     m = m0 * np.exp(-a * t)
     v = v0 * np.exp(-2 * k * t) + (1 - np.exp(-2 * k * t)) / (beta * k)
     return float(m), float(v)
+
+
+def relu_noisy_stationary(dim: int, delta: float, beta: float) -> dict[str, float]:
+    r"""The stationary radial law of noisy SGD for a ReLU network on isotropic Gaussians
+    (module doc): ``{"a0", "b0", "mean", "shape", "rate"}`` with the Gamma law
+    :math:`p(r) = \mathrm{rate}^{d} r^{d-1}e^{-\mathrm{rate}\,r}/\Gamma(d)`, in ddsolve's
+    convention :math:`\partial_t\rho = \xi\nabla\cdot(\rho\nabla(\Psi + \beta^{-1}\log(\rho/m)))`."""
+    from .reduction import arccos_kernel_mean
+
+    a0 = delta / math.sqrt(2 * math.pi)
+    b0 = (1 + delta**2) * arccos_kernel_mean(dim)
+    mean = (a0 + math.sqrt(a0 * a0 + 4 * b0 * dim / beta)) / (2 * b0)
+    return {"a0": a0, "b0": b0, "mean": mean, "shape": float(dim), "rate": dim / mean}
+
+
+def gamma_cell_averages(edges: np.ndarray, shape: float, rate: float) -> np.ndarray:
+    """Exact cell averages of the Gamma(shape, rate) density (regularised incomplete
+    gamma function differences)."""
+    e = np.asarray(edges, dtype=float)
+    return np.diff(gammainc(shape, rate * e)) / np.diff(e)

@@ -248,11 +248,9 @@ def compute_psi(inter, rho, V, out):
             o[i] = v[i] + vol * conv[i]
     elif kind == KIND_SEPARABLE:
         c = (Gs @ flat) * vol
+        conv = c @ Fs  # contiguous rows: BLAS, not a strided loop over terms
         for i in range(flat.size):
-            acc = v[i]
-            for k in range(c.size):
-                acc += c[k] * Fs[k, i]
-            o[i] = acc
+            o[i] = v[i] + conv[i]
     else:
         for i in range(flat.size):
             o[i] = v[i]

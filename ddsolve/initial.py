@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import logsumexp
+from scipy.special import gammainc, gammaincc, logsumexp
 
 from .coordinates import Axis, Coordinates, log_radial_measure
 from .exact import chi_log_pdf, chi_mean, log_normal_mass
@@ -145,13 +145,30 @@ def _gaussian_axis(axis: Axis, mean: float, std: float, key: str) -> np.ndarray:
         if mean != 0:
             raise ConfigError(f"{key}.mean", f"on the radial axis {axis.name!r} the law N(0, s^2 I_d) "
                                              f"is centred: the mean must be 0, got {mean:g}")
-        nodes, w = _axis_nodes(axis)
-        return _log_mean_exp(chi_log_pdf(nodes, axis.radial_dim, std), w)
+        return _chi_axis(axis, std)
     e = axis.edges
     shifts = _images(axis, std)
     lo = (e[:-1, None] - mean - shifts) / std
     hi = (e[1:, None] - mean - shifts) / std
     return logsumexp(log_normal_mass(lo, hi), axis=-1) - math.log(axis.spacing)
+
+
+def _chi_axis(axis: Axis, std: float) -> np.ndarray:
+    """Log cell averages of the radius of N(0, std^2 I_d): exact differences of the
+    chi_d CDF (regularised incomplete gamma functions, upper tail where that is more
+    accurate), and Gauss–Legendre on the log-density in cells so far out that the
+    difference underflows — a law narrower than a cell is still represented exactly."""
+    d = axis.radial_dim
+    e = axis.edges
+    x = 0.5 * (e / std) ** 2
+    lower, upper = gammainc(0.5 * d, x), gammaincc(0.5 * d, x)
+    use_upper = lower[:-1] > 0.5
+    diff = np.where(use_upper, upper[:-1] - upper[1:], lower[1:] - lower[:-1])
+    nodes, w = _axis_nodes(axis)
+    quad = _log_mean_exp(chi_log_pdf(nodes, d, std), w)
+    with np.errstate(divide="ignore"):
+        exact = np.log(np.maximum(diff, 0.0)) - math.log(axis.spacing)
+    return np.where(diff > 1e-250, exact, quad)
 
 
 def _per_axis(value: Any, ndim: int, key: str) -> np.ndarray:

@@ -206,8 +206,8 @@ class SeparableInteraction(InteractionOperator):
         fmap = kernel.feature_map(coords.ndim) if terms is None else None
         if fmap is not None:
             # symmetric form: the same cell-averaged features on both sides
-            self.F = np.ascontiguousarray(coords.cell_average(fmap, quadrature).reshape(-1, M))
-            self.G = self.F
+            F = coords.cell_average(fmap, quadrature).reshape(-1, M)
+            self.F = self.G = np.ascontiguousarray(_compress(F))
             return
         terms = kernel.separable_terms(coords.ndim) if terms is None else terms
         if terms is None:
@@ -224,6 +224,30 @@ class SeparableInteraction(InteractionOperator):
     def apply(self, rho):
         c = self.G @ rho.ravel() * self.coords.cell_volume
         return (c @ self.F).reshape(rho.shape)
+
+
+COMPRESS_TOL = 1e-15
+"""Relative threshold on the squared singular values kept by :func:`_compress`."""
+
+
+def _compress(F: np.ndarray, tol: float = COMPRESS_TOL) -> np.ndarray:
+    """Rows ``G`` with ``G.T @ G = F.T @ F`` up to ``tol * ||F.T F||_2``, as few as the
+    numerical rank allows.
+
+    A smooth kernel on a grid has small numerical rank however many series terms
+    produced it (the two-block Hermite series has ~K^2/4 terms): with the thin SVD
+    :math:`F = USV^T`, :math:`F^TF = VS^2V^T`, and dropping :math:`s_i^2 \le tol\,s_1^2`
+    changes no entry of :math:`K` by more than :math:`tol\,\|K\|_2`.
+    """
+    if F.shape[0] <= 16:
+        return F
+    # eigenvectors of the small Gram matrix F F^T = U S^2 U^T give S V^T = U^T F
+    lam, U = np.linalg.eigh(F @ F.T)
+    order = np.argsort(lam)[::-1]
+    lam, U = lam[order], U[:, order]
+    keep = lam > tol * lam[0] if lam[0] > 0 else np.zeros(lam.size, bool)
+    keep[0] = True
+    return U[:, keep].T @ F
 
 
 def _separable_ok(kernel: Kernel, coords: Coordinates) -> bool:

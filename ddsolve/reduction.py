@@ -204,10 +204,14 @@ class TwoLayerReduction:
         Relative truncation tolerance of the series (see the module doc).
     kmax : int
         Largest Hermite order tried; if the bound is not met a warning is issued.
+    max_terms : int
+        Largest number of separable terms (with two blocks the count grows like
+        :math:`K^2/4`); the order stops growing there, with the same warning.
     """
 
     def __init__(self, data: GaussianMixtureData, activation: Activation, second_layer: bool = False,
-                 angles: str = "exact", tol: float = 1e-10, kmax: int = 512):
+                 angles: str = "exact", tol: float = 1e-10, kmax: int = 512,
+                 max_terms: int = 4000):
         if angles not in ANGLE_MODES:
             raise ValueError(f"angles must be one of {ANGLE_MODES}, got {angles!r}")
         if not (tol > 0 and kmax >= 2):
@@ -218,6 +222,7 @@ class TwoLayerReduction:
         self.angles = angles
         self.tol = float(tol)
         self.kmax = int(kmax)
+        self.max_terms = int(max_terms)
         self.nblocks = len(data.blocks)
         self.ndim = self.nblocks + int(self.second_layer)
         self.closed_form = (activation.homogeneous is not None and self.nblocks == 1
@@ -324,7 +329,7 @@ class TwoLayerReduction:
             c = self.activation.hermite(A, K)
             tail = np.maximum(second - np.sum(c * c, axis=0), 0.0)
             bound = float(np.max(self.data.probs @ (self._diagonal_moment(r, A, K + 2) * tail))) / scale
-            if bound <= self.tol or K >= self.kmax - 1:
+            if bound <= self.tol or K >= self.kmax - 1 or len(self._terms(2 * K)) > self.max_terms:
                 break
             K *= 2
         if bound > self.tol:

@@ -174,8 +174,11 @@ class TwoLayer(Problem):
 
     def grid_defaults(self, params):
         d = params["dim"]
-        dims = [d] if params["data"] == "isotropic" else [params.get("s0", 1), d - params.get("s0", 1)]
-        return {"coordinates": "radial", "dim": dims}
+        if params["data"] == "isotropic":
+            return {"coordinates": "radial", "dim": [d]}
+        if not 1 <= params["s0"] < d:
+            raise ConfigError("model.s0", f"must satisfy 1 <= s0 < dim = {d}, got {params['s0']}")
+        return {"coordinates": "radial", "dim": [params["s0"], d - params["s0"]]}
 
     def build_model(self, params, coords):
         reduction = build_reduction(params)
