@@ -231,7 +231,7 @@ COMPRESS_TOL = 1e-15
 
 
 def _compress(F: np.ndarray, tol: float = COMPRESS_TOL) -> np.ndarray:
-    """Rows ``G`` with ``G.T @ G = F.T @ F`` up to ``tol * ||F.T F||_2``, as few as the
+    r"""Rows ``G`` with ``G.T @ G = F.T @ F`` up to ``tol * ||F.T F||_2``, as few as the
     numerical rank allows.
 
     A smooth kernel on a grid has small numerical rank however many series terms
