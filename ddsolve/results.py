@@ -61,7 +61,7 @@ class RunOutput:
 
     def density(self, index: int) -> np.ndarray:
         """Cell averages of snapshot ``index`` (negative indices count from the end)."""
-        return np.array(self._storage[index].data, dtype=float)
+        return np.array(self._storage[int(index)].data, dtype=float)
 
     def densities(self) -> np.ndarray:
         """All snapshots, shape ``(n_times, *grid_shape)``."""

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
-QUICK = ["ou_relaxation", "aggregation_compact"]
-SLOW = ["curie_weiss_double_well", "kuramoto_synchronisation", "muller_brown_2d"]
+QUICK = ["ou_relaxation", "aggregation_compact", "noisy_relu", "mmn_nonmonotone"]
+SLOW = ["curie_weiss_double_well", "kuramoto_synchronisation", "muller_brown_2d",
+        "mmn_isotropic_ramp", "mmn_anisotropic"]
 
 
 def _run(name, tmp_path):
