@@ -16,7 +16,7 @@ from ddsolve.initial import gaussian_log_cell_averages, normalise_log_density
 from ddsolve.problems.base import ConfigError
 from ddsolve.reduction import ReducedKernel, ReducedPotential, TwoLayerReduction
 from ddsolve.runner import run
-from tests.helpers import observed_orders
+from helpers import observed_orders
 
 
 def _config(**model):
