@@ -107,11 +107,22 @@ class Activation:
         wz = (half[:, None] * w).ravel() * np.exp(-0.5 * z * z) / _SQRT2PI
         return z, wz
 
+    def _chunked(self, values, nodes: int, func) -> np.ndarray:
+        """Apply ``func`` to flat chunks of ``values`` so that a chunk times the number of
+        quadrature nodes stays below ~2e7 numbers; returns ``(*leading, *values.shape)``
+        results concatenated along the last axis."""
+        flat = [np.ravel(v) for v in values]
+        n = flat[0].size
+        step = max(1, int(2e7 // max(nodes, 1)))
+        parts = [func(*(v[i:i + step] for v in flat)) for i in range(0, n, step)] or [func(*flat)]
+        out = np.concatenate(parts, axis=-1)
+        return out.reshape(out.shape[:-1] + np.shape(values[0]))
+
     def gaussian_mean(self, mu: np.ndarray, s: np.ndarray) -> np.ndarray:
         r""":math:`\mathbb{E}\,\sigma(\mu + sZ)`, broadcasting ``mu`` and ``s >= 0``."""
         mu, s = np.broadcast_arrays(np.asarray(mu, float), np.asarray(s, float))
         z, w = self._nodes(float(np.max(s, initial=0.0)))
-        return self(mu[..., None] + s[..., None] * z) @ w
+        return self._chunked((mu, s), z.size, lambda m, sd: self(m[:, None] + sd[:, None] * z) @ w)
 
     def g(self, a: np.ndarray) -> np.ndarray:
         r""":math:`g(a) = \mathbb{E}\,\sigma(aZ)`."""
@@ -121,7 +132,7 @@ class Activation:
         r""":math:`\mathbb{E}\,\sigma(aZ)^2`."""
         a = np.asarray(a, float)
         z, w = self._nodes(float(np.max(a, initial=0.0)))
-        return self(a[..., None] * z) ** 2 @ w
+        return self._chunked((a,), z.size, lambda x: self(x[:, None] * z) ** 2 @ w)
 
     def hermite(self, a: np.ndarray, kmax: int) -> np.ndarray:
         r"""Normalised Hermite coefficients :math:`\hat c_k(a)`, ``k = 0..kmax``, shape
@@ -129,8 +140,8 @@ class Activation:
         a = np.asarray(a, float)
         z, w = self._nodes(float(np.max(a, initial=0.0)), kmax)
         psi = normalised_hermite(z, kmax, np.sqrt(w))  # sqrt(w) psi_k(z)
-        vals = self(a[..., None] * z) * np.sqrt(w)  # (..., n)
-        return np.moveaxis(vals @ psi.T, -1, 0)
+        sw = np.sqrt(w)
+        return self._chunked((a,), z.size, lambda x: psi @ (self(x[:, None] * z) * sw).T)
 
     def hermite_derivative(self, a: np.ndarray, kmax: int) -> np.ndarray:
         r""":math:`d\hat c_k/da = \big(\sqrt{(k+1)(k+2)}\,\hat c_{k+2} + k\,\hat c_k\big)/a`

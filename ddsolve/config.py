@@ -116,6 +116,8 @@ GRID_PARAMS: tuple[Param, ...] = (
     Param("charge_bounds", ListOf(Real(), 2, 2), None, "[cmin, cmax] of an added charge axis c (1D base)"),
     Param("charge_cells", Integer(low=2), REQUIRED, "cells on the charge axis",
           when=When("charge_bounds is given", lambda p: "charge_bounds" in p)),
+    Param("charge_name", Text(), "c", "name of the charge axis (diagnostics mean_<name>)",
+          when=When("charge_bounds is given", lambda p: "charge_bounds" in p)),
 )
 
 SCHEME_PARAMS: tuple[Param, ...] = (
@@ -176,6 +178,10 @@ def _resolve_grid(raw: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigError("grid.charge_bounds", f"lower bound must be below the upper bound, got {[lo, hi]}")
         if n != 1:
             raise ConfigError("grid.charge_bounds", "a charge axis is added to a 1D grid only")
+        name = grid["charge_name"]
+        base = "r" if grid["coordinates"] == "radial" else "x"
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name == base:
+            raise ConfigError("grid.charge_name", f"must be an identifier other than {base!r}, got {name!r}")
     return grid
 
 
@@ -228,7 +234,10 @@ def resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
     grid_raw = raw.get("grid", {})
     if isinstance(grid_raw, Mapping):
         params = {k: v for k, v in model.items() if k != "problem"}
-        grid_raw = {**problem.grid_defaults(params), **grid_raw}
+        defaults = problem.grid_defaults(params)
+        if "charge_bounds" not in grid_raw:
+            defaults.pop("charge_name", None)  # only meaningful with a charge axis
+        grid_raw = {**defaults, **grid_raw}
     return {
         "model": model,
         "grid": _resolve_grid(grid_raw),
@@ -336,7 +345,7 @@ def build_coordinates(grid: Mapping[str, Any]) -> Coordinates:
         else:
             coords = cartesian(grid["bounds"], grid["cells"], grid["periodic"])
         if "charge_bounds" in grid:
-            coords = with_charge(coords, grid["charge_bounds"], grid["charge_cells"])
+            coords = with_charge(coords, grid["charge_bounds"], grid["charge_cells"], grid["charge_name"])
     return coords
 
 

@@ -79,6 +79,7 @@ __all__ = [
     "correlated_expectation",
     "arccos_kernel_mean",
     "TwoLayerReduction",
+    "TeacherReduction",
     "ReducedPotential",
     "ReducedKernel",
     "reduced_kernel_by_quadrature",
@@ -187,7 +188,7 @@ def reduced_kernel_by_quadrature(data: GaussianMixtureData, activation: Activati
 # the reduction
 # ---------------------------------------------------------------------------------------
 class TwoLayerReduction:
-    """V, the separable kernel and their gradients in reduced coordinates.
+    r"""V, the separable kernel and their gradients in reduced coordinates.
 
     Coordinates are the block norms ``(r_1, ..., r_B)`` followed, when the second layer
     is trained, by the output weight ``a`` (``sigma_* = a sigma(<w, x>)``).
@@ -209,11 +210,16 @@ class TwoLayerReduction:
     max_terms : int
         Largest number of separable terms (with two blocks the count grows like
         :math:`K^2/4`); the order stops growing there, with the same warning.
+    signed : sequence of bool, optional
+        Per block: a *signed* one-dimensional block keeps the coordinate
+        :math:`u = \langle w, e\rangle\in\mathbb{R}` itself instead of a norm (no angle
+        average: its "cosine" is 1, so odd orders appear), as the teacher direction of
+        :class:`TeacherReduction`.
     """
 
     def __init__(self, data: GaussianMixtureData, activation: Activation, second_layer: bool = False,
                  angles: str = "exact", tol: float = 1e-10, kmax: int = 512,
-                 max_terms: int = 4000):
+                 max_terms: int = 4000, signed=None):
         if angles not in ANGLE_MODES:
             raise ValueError(f"angles must be one of {ANGLE_MODES}, got {angles!r}")
         if not (tol > 0 and kmax >= 2):
@@ -226,9 +232,15 @@ class TwoLayerReduction:
         self.kmax = int(kmax)
         self.max_terms = int(max_terms)
         self.nblocks = len(data.blocks)
+        self.signed = tuple(bool(x) for x in (signed or (False,) * self.nblocks))
+        if len(self.signed) != self.nblocks:
+            raise ValueError("signed needs one entry per block")
+        if any(sg and n != 1 for sg, n in zip(self.signed, data.blocks)):
+            raise ValueError("a signed block is one-dimensional")
+        self.any_signed = any(self.signed)
         self.ndim = self.nblocks + int(self.second_layer)
         self.closed_form = (activation.homogeneous is not None and self.nblocks == 1
-                            and angles == "exact")
+                            and angles == "exact" and not self.any_signed)
         self.report: dict[str, Any] = {
             "activation": activation.to_dict(), "data": data.to_dict(),
             "second_layer": self.second_layer, "angles": angles, "tol": self.tol,
@@ -240,15 +252,27 @@ class TwoLayerReduction:
             self._rank_one = math.sqrt((p - q) ** 2 * kbar * float(data.probs @ data.scales[:, 0] ** 2))
 
     @property
+    def risk_offset(self) -> float:
+        r""":math:`R_\# = \mathbb{E}y^2`."""
+        return self.data.risk_offset
+
+    @property
     def radial_dims(self) -> tuple[int | None, ...]:
-        return tuple(self.data.blocks) + ((None,) if self.second_layer else ())
+        """Per coordinate: the block dimension of a radial coordinate, ``None`` for signed
+        blocks and the output weight."""
+        dims = tuple(None if sg else n for sg, n in zip(self.signed, self.data.blocks))
+        return dims + ((None,) if self.second_layer else ())
 
     # coordinates ---------------------------------------------------------------------
     def _split(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         points = np.asarray(points, dtype=float)
         if points.shape[-1] != self.ndim:
             raise ValueError(f"reduced points have {self.ndim} coordinate(s), got shape {points.shape}")
-        r = np.abs(points[..., : self.nblocks])
+        r = points[..., : self.nblocks]
+        if not self.any_signed:
+            r = np.abs(r)
+        else:
+            r = np.where(np.array(self.signed), r, np.abs(r))
         a = points[..., self.nblocks] if self.second_layer else None
         return r, a
 
@@ -280,37 +304,45 @@ class TwoLayerReduction:
         return np.concatenate([a[..., None] * grad_r, v[..., None]], axis=-1)
 
     # separable kernel ------------------------------------------------------------------
+    def _moments(self, K: int) -> list[np.ndarray]:
+        r"""Per block, :math:`\mathbb{E}t_b^j` for ``j <= K`` (1 for a signed block)."""
+        return [np.ones(K + 1) if sg else angle_moments(math.inf if self.angles == "large-d" else n, K)
+                for sg, n in zip(self.signed, self.data.blocks)]
+
+    def _multi_indices(self, k: int):
+        """Multi-indices ``j`` with ``|j| = k`` and non-vanishing moments, with their
+        multinomial coefficient times the product of moments."""
+        mom = self._moments(k)
+        ranges = [range(0, k + 1) if sg else range(0, k + 1, 2) for sg in self.signed]
+        for j in product(*ranges):
+            if sum(j) != k:
+                continue
+            coef = math.exp(gammaln(k + 1) - sum(gammaln(jb + 1) for jb in j)) * \
+                math.prod(mom[b][jb] for b, jb in enumerate(j))
+            if coef > 0:
+                yield j, coef
+
+    def _orders(self, K: int) -> range:
+        """Orders ``k <= K`` present in the series (even only without signed blocks)."""
+        return range(0, K + 1, 1 if self.any_signed else 2)
+
     def _terms(self, K: int) -> list[tuple[int, int, tuple[int, ...], float]]:
-        """``(class, k, j, weight)`` of the series truncated at even order ``K``."""
+        """``(class, k, j, weight)`` of the series truncated at order ``K``."""
         terms = []
-        mom = [angle_moments(math.inf if self.angles == "large-d" else n, K) for n in self.data.blocks]
-        for c, pc in enumerate(self.data.probs):
-            for k in range(0, K + 1, 2):
-                for j in product(range(0, k + 1, 2), repeat=self.nblocks):
-                    if sum(j) != k:
-                        continue
-                    logmult = gammaln(k + 1) - sum(gammaln(jb + 1) for jb in j)
-                    w = pc * math.exp(logmult) * math.prod(mom[b][jb] for b, jb in enumerate(j))
-                    if w > 0:
-                        terms.append((c, k, j, w))
+        for k in self._orders(K):
+            for j, coef in self._multi_indices(k):
+                for c, pc in enumerate(self.data.probs):
+                    terms.append((c, k, j, pc * coef))
         return terms
 
     def _diagonal_moment(self, r: np.ndarray, A: np.ndarray, k: int) -> np.ndarray:
         r""":math:`\mathbb{E}[\rho_c^k]` at :math:`r = r'`, shape ``(C, ...)``."""
-        if self.angles == "large-d":
-            return np.zeros(A.shape) if k > 0 else np.ones(A.shape)
-        mom = [angle_moments(n, k) for n in self.data.blocks]
         out = np.zeros(A.shape)
         with np.errstate(divide="ignore", invalid="ignore"):
             u2 = np.where(A[..., None] > 0, (self.data.scales[(slice(None),) + (None,) * (r.ndim - 1)]
                                              * r[None]) ** 2 / A[..., None] ** 2, 0.0)
-        for j in product(range(0, k + 1, 2), repeat=self.nblocks):
-            if sum(j) != k:
-                continue
-            mult = math.exp(gammaln(k + 1) - sum(gammaln(jb + 1) for jb in j))
-            coef = mult * math.prod(mom[b][jb] for b, jb in enumerate(j))
-            if coef > 0:
-                out += coef * np.prod(u2 ** np.array(j), axis=-1)
+        for j, coef in self._multi_indices(k):
+            out += coef * np.prod(u2 ** np.array(j), axis=-1)
         return out
 
     def choose_order(self, points: np.ndarray) -> tuple[int, float]:
@@ -330,7 +362,10 @@ class TwoLayerReduction:
             K = min(K, self.kmax - self.kmax % 2)
             c = self.activation.hermite(A, K)
             tail = np.maximum(second - np.sum(c * c, axis=0), 0.0)
-            bound = float(np.max(self.data.probs @ (self._diagonal_moment(r, A, K + 2) * tail))) / scale
+            # |rho| <= 1: E rho^k <= E rho^(K+2) for even k > K; with signed blocks odd
+            # orders appear and |E rho^k| <= E rho^K for all k > K
+            D = self._diagonal_moment(r, A, K if self.any_signed else K + 2)
+            bound = float(np.max(self.data.probs @ (D * tail))) / scale
             if bound <= self.tol or K >= self.kmax - 1 or len(self._terms(2 * K)) > self.max_terms:
                 break
             K *= 2
@@ -403,6 +438,80 @@ class TwoLayerReduction:
     def to_dict(self) -> dict[str, Any]:
         """Description and, once features were built, the chosen order and bound."""
         return dict(self.report)
+
+
+class TeacherReduction(TwoLayerReduction):
+    r"""Teacher–student regression with one teacher neuron, exact reduced model.
+
+    Data :math:`x\sim N(0, I_d)`, :math:`y = a_*\sigma(\tau_*\langle e, x\rangle)` (a unit
+    teacher direction :math:`e`), student :math:`\sigma(\langle w, x\rangle)`. A law of
+    :math:`w` invariant under the rotations fixing :math:`e` is carried by
+    :math:`(s, u) = (|w - \langle w,e\rangle e|, \langle w, e\rangle)`: :math:`s` is a
+    radius in :math:`\mathbb{R}^{d-1}` and :math:`u` a signed coordinate. With
+    :math:`A = |w| = \sqrt{s^2+u^2}`,
+
+    .. math::
+
+        V(s,u) = -a_*\,\mathbb{E}\big[\sigma(\tau_*Z_1)\,\sigma(AZ_{u/A})\big],
+        \qquad \bar u = \mathbb{E}_t\,\mathbb{E}\big[\sigma(AZ_1)\sigma(A'Z_\rho)\big],
+        \quad \rho = \frac{uu' + ss't}{AA'},\ t\sim p_{d-1},
+
+    the kernel being the two-block series with a signed block (:class:`TwoLayerReduction`)
+    and :math:`V` the correlated expectation by quadrature
+    (:func:`correlated_expectation`); :math:`R_\# = a_*^2\,\mathbb{E}\sigma(\tau_*Z)^2`.
+    The global minimisers include :math:`\rho = \delta_{(0,\tau_*)}` when
+    :math:`a_* = 1` (student = teacher, risk 0).
+    """
+
+    def __init__(self, dim: int, activation: Activation, teacher_norm: float = 1.0,
+                 teacher_weight: float = 1.0, angles: str = "exact", tol: float = 1e-10,
+                 kmax: int = 512, max_terms: int = 4000):
+        if int(dim) != dim or dim < 2:
+            raise ValueError(f"the teacher reduction needs dim >= 2, got {dim}")
+        if not (math.isfinite(teacher_norm) and teacher_norm > 0 and math.isfinite(teacher_weight)):
+            raise ValueError("teacher_norm must be positive and teacher_weight finite")
+        data = GaussianMixtureData([int(dim) - 1, 1], [1.0], [0.0], [[1.0, 1.0]], name="teacher")
+        super().__init__(data, activation, False, angles, tol, kmax, max_terms, signed=(False, True))
+        self.dim = int(dim)
+        self.teacher_norm = float(teacher_norm)
+        self.teacher_weight = float(teacher_weight)
+        self.report.update(data={"name": "teacher", "dim": self.dim, "inputs": "gaussian"},
+                           teacher_norm=self.teacher_norm, teacher_weight=self.teacher_weight)
+
+    @property
+    def risk_offset(self) -> float:
+        return float(self.teacher_weight**2 * self.activation.second_moment(np.array(self.teacher_norm)))
+
+    def teacher_data(self):
+        """The same law as a :class:`~ddsolve.data.TeacherData` sampler (teacher
+        direction :math:`e_1`; a student :math:`w` maps to :math:`(|w_{2:d}|, w_1)`)."""
+        from .data import TeacherData
+
+        W = np.zeros((1, self.dim))
+        W[0, 0] = self.teacher_norm
+        return TeacherData(W, self.activation, second_layer=[self.teacher_weight])
+
+    def potential(self, points, chunk: int = 4096):
+        r, _ = self._split(points)
+        flat = r.reshape(-1, 2)
+        A = np.hypot(flat[:, 0], flat[:, 1])
+        t = np.divide(flat[:, 1], A, out=np.zeros_like(A), where=A > 0)
+        out = np.empty(A.size)
+        for i in range(0, A.size, chunk):
+            sl = slice(i, i + chunk)
+            out[sl] = correlated_expectation(self.activation, self.teacher_norm, A[sl], t[sl])
+        return -self.teacher_weight * out.reshape(r.shape[:-1])
+
+    def potential_gradient(self, points):
+        """Central differences of :meth:`potential` (step :math:`10^{-5}(1+|x|)`)."""
+        points = np.asarray(points, dtype=float)
+        grad = np.empty(points.shape)
+        for k in range(points.shape[-1]):
+            h = 1e-5 * (1.0 + np.abs(points[..., k]))
+            e = np.zeros(points.shape)
+            e[..., k] = h
+            grad[..., k] = (self.potential(points + e) - self.potential(points - e)) / (2 * h)
+        return grad
 
 
 class ReducedPotential(Potential):

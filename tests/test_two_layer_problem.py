@@ -182,3 +182,84 @@ def test_second_layer_model_runs_and_dissipates(tmp_path):
     assert np.all(np.diff(risk) <= 1e-12) and risk[-1] < risk[0] - 0.1
     assert max(abs(r["mass"] - 1) for r in rows) < 1e-12
     assert min(r["min_density"] for r in rows) >= 0.0
+
+
+# ---------------------------------------------------------------------------------------
+# teacher-student data: (s, u) reduction
+# ---------------------------------------------------------------------------------------
+def _teacher_config(**model):
+    base = {"problem": "two-layer", "data": "teacher", "activation": "relu", "dim": 20,
+            "teacher_norm": 1.0, "kappa": 0.5}
+    base.update(model)
+    return {"model": base,
+            "grid": {"r_max": 1.5, "cells": 60, "charge_bounds": [-1.0, 2.0], "charge_cells": 90},
+            "run": {"t_final": 50.0, "save_every": 10.0}}
+
+
+def test_teacher_reduction_against_sampled_data():
+    """V(s, u) = -E[y sigma(<w, x>)] against Monte Carlo with full vectors w in R^d (5
+    standard errors); the kernel against the angle quadrature of the correlated Gaussian
+    expectation; the risk of the teacher itself (a point mass at (0, |w*|)) is 0."""
+    import warnings
+
+    from ddsolve.activations import mmn_ramp, relu
+    from ddsolve.reduction import TeacherReduction, angle_quadrature, correlated_expectation
+
+    rng = np.random.default_rng(7)
+    d = 12
+    for act in (relu(), mmn_ramp()):
+        red = TeacherReduction(d, act, teacher_norm=1.3, teacher_weight=0.8)
+        data = red.teacher_data()
+        x, y = data.sample(300_000, rng)
+        assert abs(red.risk_offset - np.mean(y**2)) < 5 * np.std(y**2) / math.sqrt(y.size)
+        for s, u in ((0.7, -0.4), (0.2, 1.1), (1.0, 0.0)):
+            w = np.zeros(d)
+            w[0], w[1] = u, s  # teacher direction e_1
+            vals = -y * act(x @ w)
+            V = float(red.potential(np.array([[s, u]]))[0])
+            assert abs(V - vals.mean()) < 5 * vals.std() / math.sqrt(vals.size), (act.name, s, u)
+        p, q = np.array([0.7, -0.4]), np.array([0.3, 0.9])
+        A, B = np.hypot(*p), np.hypot(*q)
+        t, wt = angle_quadrature(d - 1)
+        ref = correlated_expectation(act, A, B, (p[1] * q[1] + p[0] * q[0] * t) / (A * B)) @ wt
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            K, bound = red.choose_order(np.stack([p, q]))
+            got = float(red.kernel(p, q))
+        scale = float(act.second_moment(np.array(max(A, B))))
+        assert abs(got - ref) <= max(bound, 1e-12) * scale + 1e-10, (act.name, got, ref, bound)
+    # a student equal to the teacher (a* = 1) has zero risk: R# + 2V + u = 0 at (0, |w*|)
+    red = TeacherReduction(d, mmn_ramp(), teacher_norm=1.3)
+    star = np.array([0.0, 1.3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        K, bound = red.choose_order(star[None])
+        R = red.risk_offset + 2 * float(red.potential(star[None])[0]) + float(red.kernel(star, star))
+    assert abs(R) <= bound * red.risk_offset + 1e-9, (R, bound)
+
+
+def test_teacher_config_and_learning():
+    """data = "teacher": (s, u) grid with the charge axis named u; the PDE from
+    w ~ N(0, kappa^2/d I) learns the teacher: risk decreases monotonically to < 1e-3 of its
+    start and the mean of u approaches |w*|; mass and positivity hold."""
+    setup = build(_teacher_config())
+    assert setup.coords.names == ("r", "u") and setup.coords.radial_dims == (19, None)
+    for change, key in (({"trained": ["w", "a"]}, "model.trained"),
+                        ({"delta": 0.5}, "model.delta")):
+        with pytest.raises(ConfigError) as err:
+            build(_teacher_config(**change))
+        assert err.value.key == key
+    cfg = _teacher_config()
+    cfg["grid"] = {"r_max": 1.5, "cells": 60}
+    with pytest.raises(ConfigError) as err:
+        build(cfg)
+    assert err.value.key == "grid.charge_bounds"
+    with pytest.warns(UserWarning, match="Hermite series truncated"):
+        res = run(_teacher_config(), out_dir=None)
+    rows = res.diagnostics
+    risk = np.array([r["risk"] for r in rows])
+    assert np.all(np.diff(risk) <= 1e-12)
+    assert risk[-1] < 1e-3 * risk[0]
+    assert abs(rows[-1]["mean_u"] - 1.0) < 2e-3
+    assert max(abs(r["mass"] - 1) for r in rows) < 1e-12
+    assert min(r["min_density"] for r in rows) >= 0.0

@@ -13,7 +13,11 @@ block norms (:mod:`ddsolve.reduction`):
 * isotropic data, ``trained = ["w"]``: :math:`r = |w|`, radial grid of dimension ``dim``;
 * isotropic data, ``trained = ["w", "a"]``: :math:`(r, a)`, radial axis × charge axis;
 * anisotropic data: :math:`(r_1, r_2) = (|w_{1:s_0}|, |w_{s_0+1:d}|)`, two radial axes of
-  dimensions ``[s0, dim - s0]``.
+  dimensions ``[s0, dim - s0]``;
+* teacher–student data (one teacher neuron :math:`y = a_*\sigma(\tau_*\langle e,x\rangle)`,
+  :math:`x\sim N(0,I_d)`): :math:`(s, u) = (|w - \langle w,e\rangle e|, \langle w,e\rangle)`,
+  a radial axis of dimension ``dim - 1`` and a signed axis ``u``
+  (:class:`~ddsolve.reduction.TeacherReduction`).
 
 **Time.** Mei–Montanari–Nguyen run SGD with step :math:`s_k = \varepsilon\,\xi_{\rm MMN}(k\varepsilon)`
 and find :math:`\partial_t\rho = 2\xi_{\rm MMN}\nabla\cdot(\rho\nabla\Psi)` at
@@ -32,11 +36,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 
 from ..activations import ACTIVATIONS, make_activation
 from ..data import GaussianMixtureData
-from ..reduction import ANGLE_MODES, ReducedKernel, ReducedPotential, TwoLayerReduction
+from ..reduction import ANGLE_MODES, ReducedKernel, ReducedPotential, TeacherReduction, TwoLayerReduction
 from .base import (
     REQUIRED,
     Choice,
@@ -68,6 +71,15 @@ def build_reduction(params: Mapping[str, Any]) -> TwoLayerReduction:
         act = make_activation(params["activation"], params.get("breakpoints"), params.get("values"),
                               params.get("outer_slopes", (0.0, 0.0)))
     d = params["dim"]
+    if params["data"] == "teacher":
+        if _trains_a(params):
+            raise ConfigError("model.trained", "teacher data with a trained second layer would need "
+                                               "three coordinates (s, u, a); use trained = [\"w\"]")
+        if d < 2:
+            raise ConfigError("model.dim", f"teacher data needs dim >= 2, got {d}")
+        return TeacherReduction(d, act, params["teacher_norm"], params["teacher_weight"],
+                                angles=params["angles"], tol=params["kernel_tol"],
+                                max_terms=params["kernel_max_terms"])
     if params["data"] == "isotropic":
         with config_key("model.delta"):
             data = GaussianMixtureData.isotropic(d, params["delta"])
@@ -77,7 +89,7 @@ def build_reduction(params: Mapping[str, Any]) -> TwoLayerReduction:
         with config_key("model.delta"):
             data = GaussianMixtureData.anisotropic(d, params["s0"], params["delta"])
     return TwoLayerReduction(data, act, second_layer=_trains_a(params), angles=params["angles"],
-                             tol=params["kernel_tol"])
+                             tol=params["kernel_tol"], max_terms=params["kernel_max_terms"])
 
 
 class _Trained(ListOf):
@@ -106,7 +118,8 @@ class NetworkInitial:
 
     name = "network"
     doc = ("w ~ N(0, kappa^2/d I_d) with kappa from [model] (r = kappa chi_d / sqrt(d), per "
-           "block for anisotropic data); a ~ N(a_mean, a_std^2) on the charge axis")
+           "block for anisotropic data; s = kappa chi_(d-1) / sqrt(d) and u ~ N(0, kappa^2/d) "
+           "for teacher data); a ~ N(a_mean, a_std^2) on the charge axis")
     params = (
         Param("a_mean", Real(), 1.0, "mean of the initial output weights a (trained = [\"w\", \"a\"])"),
         Param("a_std", Real(low=0, low_open=True), 0.1, "standard deviation of the initial a"),
@@ -122,8 +135,9 @@ class NetworkInitial:
             raise ConfigError("initial.kind", "the 'network' initial law belongs to the two-layer problem")
         std = mp["kappa"] / math.sqrt(mp["dim"])
         coords = ctx.coords
-        means = [0.0 if a.radial_dim is not None else params["a_mean"] for a in coords.axes]
-        stds = [std if a.radial_dim is not None else params["a_std"] for a in coords.axes]
+        teacher = mp.get("data") == "teacher"  # the second axis is u = <w, e> ~ N(0, std^2)
+        means = [0.0 if a.radial_dim is not None or teacher else params["a_mean"] for a in coords.axes]
+        stds = [std if a.radial_dim is not None or teacher else params["a_std"] for a in coords.axes]
         return gaussian_log_cell_averages(coords, means, stds)
 
 
@@ -134,10 +148,12 @@ class TwoLayer(Problem):
     doc = ("Two-layer network sigma_*(x; theta) = sigma(<w, x>) (or a sigma(<w, x>) with "
            "trained = [\"w\", \"a\"]) trained by SGD on the Gaussian data of Mei, Montanari & "
            "Nguyen (2018): isotropic (y = +-1, x ~ N(0, (1 + y delta)^2 I_d)) or anisotropic "
-           "(covariance (1 +- delta)^2 on the first s0 coordinates). Exact reduced PDE on "
-           "r = |w| (grid: radial, dim = d; with a charge axis for a) or on (r1, r2) (grid: "
-           "radial, dim = [s0, d - s0]); the grid's coordinates and dim default from the "
-           "model. Kernel by its Mehler-Hermite series with a rigorous truncation bound "
+           "(covariance (1 +- delta)^2 on the first s0 coordinates), or teacher-student "
+           "data (one teacher neuron, x ~ N(0, I_d)). Exact reduced PDE on r = |w| (grid: "
+           "radial, dim = d; with a charge axis for a), on (r1, r2) (grid: radial, dim = "
+           "[s0, d - s0]) or, for a teacher, on (s, u) = (|w - <w,e> e|, <w, e>) (grid: "
+           "radial, dim = d - 1, plus charge_bounds for u); the grid's coordinates and dim "
+           "default from the model. Kernel by its Mehler-Hermite series with a rigorous truncation bound "
            "(closed form for ReLU). xi = 2 xi_MMN: the default 2 is MMN's constant "
            "schedule, so t = SGD steps x eps. diagnostics.csv has the risk and the "
            "dissipation int rho |grad mu|^2 (0 at stationary states).")
@@ -147,13 +163,18 @@ class TwoLayer(Problem):
         Param("xi", OneOf((Real(low=0, low_open=True), ScheduleSpec())), 2.0,
               "PDE speed xi(t) = 2 xi_MMN(t) (SGD step s_k = eps xi(k eps) / 2); 2 is MMN's "
               "constant schedule"),
-        Param("data", Choice(("isotropic", "anisotropic")), "isotropic",
-              "isotropic or anisotropic Gaussians (MMN 2018, Sec. 3)"),
+        Param("data", Choice(("isotropic", "anisotropic", "teacher")), "isotropic",
+              "isotropic or anisotropic Gaussians (MMN 2018, Sec. 3), or a one-neuron teacher "
+              "y = teacher_weight sigma(teacher_norm <e, x>) with x ~ N(0, I_d)"),
         Param("dim", Integer(low=1), REQUIRED, "input dimension d"),
         Param("s0", Integer(low=1), REQUIRED, "number of informative coordinates (1 <= s0 < dim)",
               when=when_equals("data", "anisotropic")),
         Param("delta", Real(0.0, 1.0, low_open=True, high_open=True), 0.5,
-              "class separation Delta in (0, 1)"),
+              "class separation Delta in (0, 1)", when=when_equals("data", "isotropic", "anisotropic")),
+        Param("teacher_norm", Real(low=0, low_open=True), 1.0, "norm |w*| of the teacher neuron",
+              when=when_equals("data", "teacher")),
+        Param("teacher_weight", Real(), 1.0, "output weight a* of the teacher neuron",
+              when=when_equals("data", "teacher")),
         Param("activation", Choice(_ACTIVATION_NAMES), "mmn-ramp",
               "sigma: relu, mmn-ramp (-2.5 below 0.5, 7.5 above 1.5), mmn-nonmonotone (-2.5, "
               "-4 at 0.5, 7.5 from 1.5), sigmoid, sigmoid2 (1/(1+e^-2t)), tanh, piecewise-linear"),
@@ -168,14 +189,19 @@ class TwoLayer(Problem):
               "exact angle averages (every d), or their large-d limit (orthogonal neurons)"),
         Param("kernel_tol", Real(low=0, low_open=True), 1e-10,
               "relative truncation bound of the kernel's Hermite series"),
+        Param("kernel_max_terms", Integer(low=1), 4000,
+              "largest number of series terms (two-coordinate models; a warning reports the "
+              "bound reached if kernel_tol is not met)"),
     )
     coordinates = ("radial",)
     default_initial = "network"
 
     def grid_defaults(self, params):
         d = params["dim"]
+        if params["data"] == "teacher":
+            return {"coordinates": "radial", "dim": [max(d - 1, 1)], "charge_name": "u"}
         if params["data"] == "isotropic":
-            return {"coordinates": "radial", "dim": [d]}
+            return {"coordinates": "radial", "dim": [d], **({"charge_name": "a"} if _trains_a(params) else {})}
         if not 1 <= params["s0"] < d:
             raise ConfigError("model.s0", f"must satisfy 1 <= s0 < dim = {d}, got {params['s0']}")
         return {"coordinates": "radial", "dim": [params["s0"], d - params["s0"]]}
@@ -191,13 +217,17 @@ class TwoLayer(Problem):
                                           f"radial dimension(s) {list(radial_expected)}, the grid has "
                                           f"{list(radial_got)} (leave grid.dim out to use the model's)")
         if got != expected:
+            if isinstance(reduction, TeacherReduction):
+                raise ConfigError("grid.charge_bounds", "teacher data needs a second axis for u = <w, e>: "
+                                                        "give grid.charge_bounds = [umin, umax] and charge_cells")
             if reduction.second_layer:
                 raise ConfigError("grid.charge_bounds", "trained = [\"w\", \"a\"] needs a charge axis "
                                                         "for a: give grid.charge_bounds and charge_cells")
-            raise ConfigError("grid.charge_bounds", "a charge axis needs trained = [\"w\", \"a\"]")
+            raise ConfigError("grid.charge_bounds", "a charge axis needs trained = [\"w\", \"a\"] "
+                                                    "or data = \"teacher\"")
         model = self.make_model(params, coords, potential=ReducedPotential(reduction),
                                 interaction=ReducedKernel(reduction),
-                                risk_offset=reduction.data.risk_offset)
+                                risk_offset=reduction.risk_offset)
         model.info["two_layer"] = reduction.report
         return model
 
