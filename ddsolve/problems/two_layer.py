@@ -19,6 +19,11 @@ block norms (:mod:`ddsolve.reduction`):
   a radial axis of dimension ``dim - 1`` and a signed axis ``u``
   (:class:`~ddsolve.reduction.TeacherReduction`).
 
+On the two Gaussian-mixture laws the classes are centred, so only the even part of
+:math:`\sigma` matters: for sigmoid and tanh (a constant plus an odd function)
+:math:`V\equiv0` and :math:`\bar u\equiv\sigma(0)^2`, and the dynamics is trivial; they are
+meaningful with teacher data.
+
 **Time.** Mei–Montanari–Nguyen run SGD with step :math:`s_k = \varepsilon\,\xi_{\rm MMN}(k\varepsilon)`
 and find :math:`\partial_t\rho = 2\xi_{\rm MMN}\nabla\cdot(\rho\nabla\Psi)` at
 :math:`t = k\varepsilon`. ddsolve's equation is :math:`\partial_t\rho =
