@@ -386,7 +386,9 @@ class TwoLayerReduction:
         else:
             if K is None:
                 K, bound = self.choose_order(points)
-                self.report.update(hermite_order=K, truncation_bound=bound, terms=len(self._terms(K)))
+                # no bound for the large-d limit: it is an approximation by choice
+                self.report.update(hermite_order=K, terms=len(self._terms(K)),
+                                   truncation_bound=None if math.isnan(bound) else bound)
             terms = self._terms(K)
             A = self.scales(r)  # (C, ...)
             kk = max((t[1] for t in terms), default=0)
