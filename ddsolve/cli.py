@@ -3,7 +3,12 @@
 ::
 
     ddsolve run CONFIG.toml [--out DIR] [--set key=value ...] [--quiet]
+    ddsolve particles CONFIG.toml [--out DIR] [--set key=value ...] [--quiet]
     ddsolve problems [NAME]
+
+``ddsolve particles`` runs the finite-N dynamics of the top-level :mod:`particles`
+package on the same config (the one place where ddsolve reaches into ``particles``: a
+lazy import in the command, so the core never depends on it).
 
 Exit status: 0 success; 2 invalid config or arguments (one line on stderr,
 ``ddsolve: error: <key>: <message>``); 3 numerical failure (what and when; the partial
@@ -45,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a config key, e.g. --set model.beta=inf --set grid.cells=[100] "
                           "(values are TOML; bare words are strings)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
+    part = sub.add_parser("particles", help="run finite-N particle dynamics (SGD, Langevin, agents) "
+                                           "from a TOML config with a [particles] section")
+    part.add_argument("config", metavar="CONFIG.toml", help="config file")
+    part.add_argument("--out", metavar="DIR", help="output directory (overrides [particles] out)")
+    part.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                      help="override a config key, e.g. --set particles.n=2000")
+    part.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
     problems = sub.add_parser("problems", help="list problems, their parameters and the config keys")
     problems.add_argument("name", nargs="?", help="show one problem only")
     return parser
@@ -86,6 +98,41 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_particles(args: argparse.Namespace) -> int:
+    from .config import apply_overrides, read_toml
+    from .problems.base import ConfigError
+
+    try:
+        from particles.base import ParticleFailure
+        from particles.runner import ParticleRunInterrupted, run_particles
+    except ImportError as err:  # pragma: no cover - the package ships both
+        print(f"ddsolve: the particles package is not importable: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    out_dir = None
+    try:
+        raw = apply_overrides(read_toml(args.config), args.overrides)
+        if args.out is not None:
+            raw.setdefault("particles", {})["out"] = args.out
+        out_dir = raw.get("particles", {}).get("out", "out-particles") if isinstance(raw.get("particles"), dict) else None
+        result = run_particles(raw, progress=not args.quiet)
+    except ConfigError as err:
+        return _error(str(err))
+    except ParticleFailure as err:
+        print(f"ddsolve: numerical failure at t={err.t:.6g}: {err}; partial output in {out_dir}",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    except ParticleRunInterrupted as err:
+        print(f"ddsolve: {err}; partial output in {out_dir}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not args.quiet:
+        s = result.summary
+        final = s["final"]
+        extra = "".join(f", {k} {final[k]:.8g}" for k in ("risk", "loss", "energy") if k in final)
+        print(f"ddsolve: {s['dynamics']['method']}: t={final['t']:.6g} reached in {s['steps']} steps "
+              f"({s['wall_time']:.2f} s){extra}; output in {result.out_dir}")
+    return EXIT_OK
+
+
 def _cmd_problems(args: argparse.Namespace) -> int:
     from .config import describe_schema
     from .initial import describe_kinds
@@ -105,6 +152,12 @@ def _cmd_problems(args: argparse.Namespace) -> int:
     print(describe_kinds())
     print("\nOther sections:\n")
     print(describe_schema())
+    try:
+        from particles.config import describe_particles
+    except ImportError:  # pragma: no cover
+        return EXIT_OK
+    print("\nParticle runs (ddsolve particles):\n")
+    print(describe_particles())
     return EXIT_OK
 
 
@@ -117,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(str(err))
     except SystemExit as exc:  # --help, --version
         return int(exc.code or 0)
-    commands = {"run": _cmd_run, "problems": _cmd_problems}
+    commands = {"run": _cmd_run, "particles": _cmd_particles, "problems": _cmd_problems}
     if args.command not in commands:
         parser.print_help(sys.stderr)
         return EXIT_CONFIG

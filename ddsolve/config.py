@@ -63,6 +63,8 @@ from .problems.base import (
 __all__ = [
     "ConfigError",
     "SECTIONS",
+    "SOLVER_SECTIONS",
+    "resolve_model",
     "GRID_PARAMS",
     "SCHEME_PARAMS",
     "RUN_PARAMS",
@@ -78,7 +80,10 @@ __all__ = [
     "describe_schema",
 ]
 
-SECTIONS = ("model", "grid", "initial", "scheme", "run")
+SECTIONS = ("model", "grid", "initial", "scheme", "run", "particles")
+#: the sections of a PDE run; ``[particles]`` belongs to ``ddsolve particles`` and is
+#: validated by :mod:`particles.config` (ddsolve passes it through unchanged)
+SOLVER_SECTIONS = ("scheme", "run")
 MAX_SNAPSHOTS = 100_000
 
 
@@ -203,7 +208,7 @@ def _resolve_run(raw: Mapping[str, Any]) -> dict[str, Any]:
     return run
 
 
-def _resolve_model(raw: Mapping[str, Any]) -> tuple[Problem, dict[str, Any]]:
+def resolve_model(raw: Mapping[str, Any]) -> tuple[Problem, dict[str, Any]]:
     if not isinstance(raw, Mapping):
         raise ConfigError("model", f"must be a table of keys, got {raw!r}")
     if "problem" not in raw:
@@ -215,10 +220,12 @@ def _resolve_model(raw: Mapping[str, Any]) -> tuple[Problem, dict[str, Any]]:
     return problem, {"problem": problem.name, **params}
 
 
-def resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
+def resolve(raw: Mapping[str, Any], *, solver: bool = True) -> dict[str, Any]:
     """Validate a raw config (as read from TOML, or a resolved one) and fill in defaults.
 
-    Returns a new dict with the sections ``model, grid, initial, scheme, run``.
+    Returns a new dict with the sections ``model, grid, initial, scheme, run`` (and
+    ``particles`` copied unchanged if present). With ``solver=False`` (particle runs)
+    ``[scheme]`` and ``[run]`` are not required and not resolved.
 
     Raises
     ------
@@ -230,7 +237,7 @@ def resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
     for name in raw:
         if name not in SECTIONS:
             raise ConfigError(str(name), f"unknown section; allowed sections: {', '.join(SECTIONS)}")
-    problem, model = _resolve_model(raw.get("model", {}))
+    problem, model = resolve_model(raw.get("model", {}))
     grid_raw = raw.get("grid", {})
     if isinstance(grid_raw, Mapping):
         params = {k: v for k, v in model.items() if k != "problem"}
@@ -238,14 +245,20 @@ def resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
         if "charge_bounds" not in grid_raw:
             defaults.pop("charge_name", None)  # only meaningful with a charge axis
         grid_raw = {**defaults, **grid_raw}
-    return {
+    out = {
         "model": model,
         "grid": _resolve_grid(grid_raw),
         "initial": resolve_initial(raw.get("initial", {}), problem.initial_kinds(),
                                    problem.default_initial),
-        "scheme": _resolve_scheme(raw.get("scheme", {})),
-        "run": _resolve_run(raw.get("run", {})),
     }
+    if solver:
+        out["scheme"] = _resolve_scheme(raw.get("scheme", {}))
+        out["run"] = _resolve_run(raw.get("run", {}))
+    if "particles" in raw:
+        if not isinstance(raw["particles"], Mapping):
+            raise ConfigError("particles", f"must be a table of keys, got {raw['particles']!r}")
+        out["particles"] = copy.deepcopy(dict(raw["particles"]))
+    return out
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -349,21 +362,26 @@ def build_coordinates(grid: Mapping[str, Any]) -> Coordinates:
     return coords
 
 
-def build(config: Mapping[str, Any]) -> Setup:
+def build(config: Mapping[str, Any], *, solver: bool = True, seed: int | None = None) -> Setup:
     """Resolve ``config`` and build coordinates, model and initial density.
+
+    ``solver=False`` builds without the ``[scheme]``/``[run]`` sections (particle
+    runs); ``seed`` then seeds random initial laws (default ``[run] seed``).
 
     Raises
     ------
     ConfigError
         For invalid keys or values, including those only detectable on the grid.
     """
-    config = resolve(config)
+    config = resolve(config, solver=solver)
     problem = get_problem(config["model"]["problem"])
     coords = build_coordinates(config["grid"])
     problem.check_coordinates(coords)
     params = {k: v for k, v in config["model"].items() if k != "problem"}
     model = problem.build_model(params, coords)
-    ctx = InitialContext(coords, np.random.default_rng(config["run"]["seed"]), params)
+    if seed is None:
+        seed = config["run"]["seed"] if "run" in config else 0
+    ctx = InitialContext(coords, np.random.default_rng(seed), params)
     init = initial_density(config["initial"], ctx, problem.initial_kinds())
     return Setup(config, problem, coords, model, init)
 

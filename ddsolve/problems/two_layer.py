@@ -39,11 +39,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 
-from ..activations import ACTIVATIONS, make_activation
-from ..data import GaussianMixtureData
+from ..activations import ACTIVATIONS, Activation, make_activation
+from ..data import DataLaw, GaussianMixtureData
 from ..reduction import ANGLE_MODES, ReducedKernel, ReducedPotential, TeacherReduction, TwoLayerReduction
 from .base import (
     REQUIRED,
@@ -60,7 +61,7 @@ from .base import (
     when_equals,
 )
 
-__all__ = ["TwoLayer", "NetworkInitial", "build_reduction"]
+__all__ = ["TwoLayer", "NetworkInitial", "NetworkSpec", "build_reduction", "build_network"]
 
 _ACTIVATION_NAMES = tuple(ACTIVATIONS) + ("piecewise-linear",)
 _piecewise = when_equals("activation", "piecewise-linear")
@@ -95,6 +96,40 @@ def build_reduction(params: Mapping[str, Any]) -> TwoLayerReduction:
             data = GaussianMixtureData.anisotropic(d, params["s0"], params["delta"])
     return TwoLayerReduction(data, act, second_layer=_trains_a(params), angles=params["angles"],
                              tol=params["kernel_tol"], max_terms=params["kernel_max_terms"])
+
+
+@dataclass
+class NetworkSpec:
+    """The finite network and data law that a two-layer reduced model describes: what
+    the particle SGD (:mod:`particles.sgd`) trains, sample by sample.
+
+    Attributes
+    ----------
+    data : DataLaw
+        Sampler of ``(x, y)``; for teacher data a :class:`~ddsolve.data.TeacherData`
+        whose teacher direction is :math:`e_1`.
+    activation : Activation
+    train_a : bool
+        Whether the output weights :math:`a_i` are trained.
+    kappa : float
+        Initialisation scale, :math:`w\sim N(0,\kappa^2/d\,I_d)`.
+    """
+
+    data: DataLaw
+    activation: Activation
+    train_a: bool
+    kappa: float
+
+
+def build_network(params: Mapping[str, Any]) -> NetworkSpec:
+    """The :class:`NetworkSpec` of resolved ``[model]`` parameters (same data law,
+    activation and trained parameters as :func:`build_reduction`)."""
+    reduction = build_reduction(params)
+    if isinstance(reduction, TeacherReduction):
+        data = reduction.teacher_data()
+    else:
+        data = reduction.data
+    return NetworkSpec(data, reduction.activation, _trains_a(params), params["kappa"])
 
 
 class _Trained(ListOf):

@@ -1,0 +1,101 @@
+r"""The interface every finite-N dynamics in :mod:`particles` implements.
+
+A *dynamics* advances N particles by a fixed number of steps; step ``k`` ends at PDE
+time :math:`t_k = k\,\Delta t` in ddsolve's time convention
+(:math:`\partial_t\rho = \xi(t)\nabla\cdot(\rho\nabla(\Psi + \beta^{-1}\log(\rho/m)))`,
+:mod:`ddsolve.model`). For SGD on a two-layer net with step :math:`s_k`, ``dt`` is
+:math:`\varepsilon` and :math:`s_k = \varepsilon\,\xi(k\varepsilon)/2` (Mei, Montanari &
+Nguyen, PNAS 2018; :mod:`ddsolve.problems.two_layer`).
+
+The runner (:mod:`particles.runner`) only talks to this interface: it asks for the
+initial state, advances it between snapshot times, and records
+
+* :meth:`Dynamics.coordinates` — the particles in the coordinates of the PDE model
+  (e.g. :math:`r_i = |w_i|` for an isotropic two-layer problem), which is what
+  :mod:`validation` compares with the density;
+* :meth:`Dynamics.vectors` — the full state (e.g. :math:`w_i\in\mathbb{R}^d`), if it
+  differs from the coordinates;
+* :meth:`Dynamics.diagnostics` — numbers for ``diagnostics.csv`` (``energy``, ``risk``,
+  ...); the runner adds ``t`` and the moments ``mean_<name>``, ``m2_<name>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ParticleState", "Dynamics", "ParticleFailure"]
+
+
+class ParticleFailure(RuntimeError):
+    """A particle run produced non-finite values; ``t`` is the PDE time of the last good
+    state (what was written before stays on disk)."""
+
+    def __init__(self, message: str, t: float) -> None:
+        super().__init__(message)
+        self.t = float(t)
+
+
+@dataclass
+class ParticleState:
+    """Positions of N particles and whatever else a method carries between steps.
+
+    Attributes
+    ----------
+    x : ndarray, shape (N, D)
+        The particles (full vectors; for a two-layer net the rows are
+        :math:`(w_i, a_i)` or :math:`w_i`).
+    step : int
+        Number of steps taken; the PDE time is ``step * dt``.
+    extra : dict
+        Method-specific arrays (velocities of momentum methods, fast variables of HMM, ...).
+    """
+
+    x: np.ndarray
+    step: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Dynamics:
+    """Base class of finite-N dynamics.
+
+    Attributes
+    ----------
+    n : int
+        Number of particles.
+    dt : float
+        PDE time per step.
+    names : tuple of str
+        Names of the PDE coordinates returned by :meth:`coordinates` (``x``, ``y``,
+        ``r``, ``r1``, ``a``, ...), used for the ``mean_<name>`` columns.
+    """
+
+    n: int
+    dt: float
+    names: tuple[str, ...] = ("x",)
+    method: str = ""
+
+    def initial_state(self, rng: np.random.Generator) -> ParticleState:
+        raise NotImplementedError
+
+    def advance(self, state: ParticleState, steps: int, rng: np.random.Generator) -> None:
+        """Take ``steps`` steps in place (``state.step`` increases by ``steps``)."""
+        raise NotImplementedError
+
+    def coordinates(self, state: ParticleState) -> np.ndarray:
+        """The particles in the PDE model's coordinates, shape ``(N, len(names))``."""
+        return state.x
+
+    def vectors(self, state: ParticleState) -> np.ndarray | None:
+        """The full state if it is not the coordinates themselves, else ``None``."""
+        return None
+
+    def diagnostics(self, state: ParticleState) -> dict[str, float]:
+        """Numbers for ``diagnostics.csv`` besides ``t`` and the moments."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """Settings for ``summary.json``."""
+        return {"method": self.method, "n": self.n, "dt": self.dt}

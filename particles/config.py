@@ -1,0 +1,151 @@
+"""The ``[particles]`` section of a config file (``ddsolve particles CONFIG.toml``).
+
+A particle run reads the same file as ``ddsolve run``: ``[model]`` (the same problem
+and parameters, hence the same :math:`V, U, \\beta, \\xi`), ``[grid]`` and
+``[initial]`` for the mean-field system (the domain, and the initial law sampled from
+the same cell averages the PDE starts from), plus ``[particles]``::
+
+    [particles]
+    method = "mean-field"      # or sgd, nesterov, restarted-nesterov, mass, hmm
+    n = 1000                   # particles / neurons / agents
+    t_final = 2.0              # or steps = ...; PDE time is step * dt (or * eps)
+    dt = 0.01                  # time step (mean-field, hmm); eps for the SGD family
+    seed = 0
+    snapshots = 11             # a count (evenly spaced, t = 0 and t_final included) or a list of times
+
+``[scheme]`` and ``[run]`` belong to the PDE and are ignored here. Every key is checked
+(:data:`PARTICLE_PARAMS`); ``ddsolve particles --help`` and :func:`describe_particles`
+list them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from ddsolve.problems.base import (
+    Boolean,
+    Choice,
+    ConfigError,
+    Integer,
+    ListOf,
+    OneOf,
+    Param,
+    Real,
+    Text,
+    format_table,
+    resolve_table,
+    when_equals,
+)
+
+from .forces import FORCE_METHODS
+from .meanfield import INTEGRATORS, RADIAL_MODES
+
+__all__ = ["METHODS", "SGD_METHODS", "PARTICLE_PARAMS", "resolve_particles", "describe_particles",
+           "MAX_SNAPSHOTS"]
+
+SGD_METHODS = ("sgd", "nesterov", "restarted-nesterov", "mass")
+METHODS = ("mean-field", *SGD_METHODS, "hmm")
+MAX_SNAPSHOTS = 10_000
+_mf = when_equals("method", "mean-field")
+_sgd = when_equals("method", *SGD_METHODS)
+_stepped = when_equals("method", "mean-field", "hmm")
+_hmm = when_equals("method", "hmm")
+
+PARTICLE_PARAMS: tuple[Param, ...] = (
+    Param("method", Choice(METHODS), "mean-field",
+          "mean-field: Euler-Maruyama/Heun for the McKean-Vlasov SDE of the model (any problem); "
+          "sgd: online/mini-batch/noisy/dropout SGD of the real two-layer network; nesterov, "
+          "restarted-nesterov, mass: momentum SGD; hmm: MF-Hom-SGLD multiscale agents"),
+    Param("n", Integer(low=1), 1000, "number of particles (neurons, agents)"),
+    Param("steps", Integer(low=1), None, "number of steps (give steps or t_final)"),
+    Param("t_final", Real(low=0, low_open=True), None, "final PDE time (give steps or t_final)"),
+    Param("dt", Real(low=0, low_open=True), 0.01, "time step (PDE time per step)", when=_stepped),
+    Param("eps", Real(low=0, low_open=True), 1e-3,
+          "SGD time unit epsilon: PDE time per step, step size s_k = eps xi(k eps) / 2", when=_sgd),
+    Param("batch", Integer(low=1), 1, "samples per SGD step (1: online SGD)", when=_sgd),
+    Param("dropout", Real(0.0, 1.0, low_open=True), 1.0,
+          "keep-probability p of each neuron per step (1: no dropout)", when=when_equals("method", "sgd")),
+    Param("risk", Choice(("exact", "sample", "none")), "exact",
+          "population risk in diagnostics.csv: exact (Gaussian data laws), held-out sample, or none",
+          when=_sgd),
+    Param("momentum", Real(0.0, 1.0, high_open=True), 0.9, "Nesterov momentum gamma",
+          when=when_equals("method", "nesterov")),
+    Param("kappa_tilde", Real(low=1.0), None,
+          "MaSS: statistical condition number (default: computed from a data sample)",
+          when=when_equals("method", "mass")),
+    Param("integrator", Choice(INTEGRATORS), "euler-maruyama", "time integrator", when=_mf),
+    Param("interaction", Choice(FORCE_METHODS), "auto",
+          "interaction force: auto, mean (Curie-Weiss/Kuramoto, O(N)), pairwise (O(N^2), numba), "
+          "mesh (particle-mesh FFT), generic (any kernel)", when=_mf),
+    Param("radial", Choice(RADIAL_MODES), None,
+          "radial axes as full vectors in R^d or as radii (default: vector with noise, radius without)",
+          when=_mf),
+    Param("mesh_cells", Integer(low=4), 256, "mesh cells per axis for interaction = mesh",
+          when=when_equals("interaction", "mesh")),
+    Param("gamma", Real(low=0, low_open=True), 0.1, "HMM coupling width gamma", when=_hmm),
+    Param("scale_separation", Real(low=0, low_open=True), 0.01, "HMM fast time scale epsilon",
+          when=_hmm),
+    Param("inner_steps", Integer(low=1), 100, "HMM inner (fast) steps M per macro step", when=_hmm),
+    Param("burn_in", Integer(low=0), 20, "HMM inner steps discarded before averaging", when=_hmm),
+    Param("inner_dt", Real(low=0, low_open=True), None,
+          "HMM inner step delta (default: scale_separation / 10)", when=_hmm),
+    Param("seed", Integer(low=0), 0, "seed of the random generator (initial law, noise, data)"),
+    Param("snapshots", OneOf((Integer(low=2), ListOf(Real(low=0)))), 11,
+          "snapshot count (evenly spaced in time, 0 and t_final included) or a list of PDE times"),
+    Param("diagnostics_every", Integer(low=1), None,
+          "also write a diagnostics row every this many steps (default: at snapshots only)"),
+    Param("save_vectors", Boolean(), True, "store the full vectors (e.g. w_i in R^d) in particles.h5"),
+    Param("out", Text(), "out-particles", "output directory; --out overrides"),
+)
+
+
+def resolve_particles(raw: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validate ``[particles]``; exactly one of ``steps`` and ``t_final`` is set on
+    return (both filled in)."""
+    out = resolve_table(raw or {}, PARTICLE_PARAMS, "particles")
+    unit = out["eps"] if out["method"] in SGD_METHODS else out["dt"]
+    unit_key = "particles.eps" if out["method"] in SGD_METHODS else "particles.dt"
+    if ("steps" in out) == ("t_final" in out):
+        raise ConfigError("particles.t_final", "give exactly one of particles.steps and particles.t_final")
+    if "t_final" in out:
+        steps = out["t_final"] / unit
+        if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
+            raise ConfigError("particles.t_final", f"must be a multiple of {unit_key} = {unit:g} "
+                                                   f"(got {steps:.6g} steps); or give particles.steps")
+        out["steps"] = max(1, int(round(steps)))
+    out["t_final"] = out["steps"] * unit
+    snaps = out["snapshots"]
+    if isinstance(snaps, int) and snaps > MAX_SNAPSHOTS:
+        raise ConfigError("particles.snapshots", f"at most {MAX_SNAPSHOTS} snapshots")
+    if isinstance(snaps, list):
+        if not snaps or any(t > out["t_final"] * (1 + 1e-12) for t in snaps):
+            raise ConfigError("particles.snapshots", f"times must lie in [0, t_final = {out['t_final']:g}]")
+    if out["method"] == "hmm" and out.get("burn_in", 0) >= out["inner_steps"]:
+        raise ConfigError("particles.burn_in", f"must be below inner_steps = {out['inner_steps']}")
+    if out["method"] == "hmm" and "inner_dt" not in out:
+        out["inner_dt"] = out["scale_separation"] / 10
+    return out
+
+
+def record_steps(particles: Mapping[str, Any]) -> tuple[list[int], set[int]]:
+    """Steps at which diagnostics rows are written, and the subset with snapshots."""
+    steps, unit = particles["steps"], particles["t_final"] / particles["steps"]
+    snaps = particles["snapshots"]
+    if isinstance(snaps, int):
+        snap_steps = {int(round(k * steps / (snaps - 1))) for k in range(snaps)}
+    else:
+        snap_steps = {int(round(t / unit)) for t in snaps}
+    rows = set(snap_steps)
+    every = particles.get("diagnostics_every")
+    if every:
+        rows |= set(range(0, steps + 1, every)) | {steps}
+    if not math.isfinite(unit):  # pragma: no cover - guarded by resolve_particles
+        raise ConfigError("particles.dt", "must be finite")
+    return sorted(rows), snap_steps
+
+
+def describe_particles() -> str:
+    """The ``[particles]`` table, for ``ddsolve problems`` and ``ddsolve particles --help``."""
+    return "[particles]\n" + format_table(PARTICLE_PARAMS, "  ")

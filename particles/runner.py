@@ -1,0 +1,268 @@
+"""One particle run from a config: the engine of ``ddsolve particles``.
+
+Output directory (same conventions as a PDE run, :mod:`ddsolve.io`):
+
+=================== ==============================================================
+``particles.h5``    snapshots with their PDE times (:mod:`particles.storage`)
+``diagnostics.csv`` one row per recorded step: ``t``, ``energy`` (and ``risk`` for
+                    two-layer problems, ``loss`` where it applies), the moments
+                    ``mean_<name>, m2_<name>`` of the PDE coordinates — the columns
+                    the PDE run writes under the same names
+``summary.json``    resolved config, versions, the dynamics' settings, wall time,
+                    steps, final diagnostics, status (``ok`` / ``failed``)
+``particles.png``   histograms (one coordinate) or scatter (two) at snapshot times
+``diagnostics.png`` risk / energy and means against t
+=================== ==============================================================
+
+Runs are deterministic given ``[particles] seed``: one :class:`numpy.random.Generator`
+draws the initial particles, then all noise and data, in a fixed order.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ddsolve.config import build, resolve, resolve_model
+from ddsolve.coordinates import Coordinates
+from ddsolve.initial import resolve_initial
+from ddsolve.io import DIAGNOSTICS_FIGURE, DIAGNOSTICS_FILE, SUMMARY_FILE, DiagnosticsCSV, jsonable, \
+    package_versions, show_progress, write_json
+from ddsolve.kernels import QuadraticKernel
+from ddsolve.problems.base import ConfigError, config_key
+
+from .base import Dynamics, ParticleFailure, ParticleState
+from .config import SGD_METHODS, record_steps, resolve_particles
+from .meanfield import MeanFieldParticles
+from .plotting import plot_particle_diagnostics, plot_particles
+from .storage import PARTICLES_FILE, ParticleFile
+
+__all__ = ["ParticleRunResult", "ParticleRunInterrupted", "build_dynamics", "run_particles",
+           "sample_cells", "PARTICLES_FIGURE"]
+
+PARTICLES_FIGURE = "particles.png"
+
+
+class ParticleRunInterrupted(KeyboardInterrupt):
+    """The user interrupted a particle run; the output is complete up to ``t``."""
+
+    def __init__(self, t: float) -> None:
+        super().__init__(f"interrupted by the user at t={t:.6g}")
+        self.t = t
+
+
+@dataclass
+class ParticleRunResult:
+    """What :func:`run_particles` returns."""
+
+    out_dir: Path
+    summary: dict[str, Any]
+    rows: list[dict[str, float]]
+    state: ParticleState
+    dynamics: Dynamics
+
+
+def sample_cells(coords: Coordinates, values: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` points from the piecewise-constant law with cell averages ``values``
+    (a cell by its mass, then uniformly inside it): the exact law of the PDE's
+    discrete initial datum. Shape ``(n, ndim)``, in the grid's coordinates."""
+    p = np.asarray(values, dtype=float).ravel()
+    p = np.maximum(p, 0.0) / np.sum(np.maximum(p, 0.0))
+    flat = rng.choice(p.size, size=n, p=p)
+    idx = np.unravel_index(flat, coords.shape)
+    u = rng.random((n, coords.ndim))
+    out = np.empty((n, coords.ndim))
+    for k, a in enumerate(coords.axes):
+        out[:, k] = a.lower + (idx[k] + u[:, k]) * a.spacing
+    return out
+
+
+def _grid_dynamics(config: Mapping[str, Any], part: Mapping[str, Any]) -> Dynamics:
+    setup = build(config, solver=False, seed=part["seed"])
+    coords, model = setup.coords, setup.model
+    values = setup.initial.values
+
+    def initial(rng, n):
+        return sample_cells(coords, values, n, rng)
+
+    lower = [a.lower for a in coords.axes]
+    upper = [a.upper for a in coords.axes]
+    if part["method"] == "hmm":
+        from .hmm import MFHomSGLD
+
+        kernel = model.interaction
+        if not (kernel.is_zero or isinstance(kernel, QuadraticKernel)):
+            raise ConfigError("particles.method", "hmm agents couple through the Curie-Weiss mean "
+                                                  "lambda (X - mean): the model's interaction must be "
+                                                  "quadratic (problem curie-weiss) or none")
+        if any(coords.periodic) or coords.radial_dim is not None:
+            raise ConfigError("particles.method", "hmm runs on Cartesian, non-periodic coordinates")
+        lam = 0.0 if kernel.is_zero else kernel.theta
+        with config_key("particles"):
+            return MFHomSGLD(model.potential, n=part["n"], dim=coords.ndim, gamma=part["gamma"],
+                             eps=part["scale_separation"], lam=lam, beta=model.beta,
+                             inner_steps=part["inner_steps"], burn_in=part["burn_in"],
+                             inner_dt=part["inner_dt"], dt=part["dt"], initial=initial,
+                             names=coords.names)
+    with config_key("particles"):
+        return MeanFieldParticles(model, part["n"], part["dt"], initial, names=coords.names,
+                                  lower=lower, upper=upper, periodic=coords.periodic,
+                                  integrator=part["integrator"], interaction=part["interaction"],
+                                  radial=part.get("radial"), mesh_cells=part.get("mesh_cells", 256))
+
+
+def _sgd_dynamics(config: Mapping[str, Any], part: Mapping[str, Any]) -> Dynamics:
+    from ddsolve.problems.two_layer import build_network
+
+    problem, model = resolve_model(config.get("model", {}))
+    if problem.name != "two-layer":
+        raise ConfigError("particles.method", f"method {part['method']!r} trains a two-layer network: "
+                                              f"it needs [model] problem = \"two-layer\", not "
+                                              f"{problem.name!r} (use method = \"mean-field\")")
+    params = {k: v for k, v in model.items() if k != "problem"}
+    init = resolve_initial(config.get("initial", {}), problem.initial_kinds(), problem.default_initial)
+    if init["kind"] != "network":
+        raise ConfigError("initial.kind", "SGD runs start from the network initialisation "
+                                          "w ~ N(0, kappa^2/d I): kind must be \"network\"")
+    spec = build_network(params)
+    from .sgd import TwoLayerSGD
+
+    with config_key("particles"):
+        sgd = TwoLayerSGD(spec.data, spec.activation, part["n"], part["eps"], xi=params["xi"],
+                          beta=params["beta"], batch=part["batch"], dropout=part.get("dropout", 1.0),
+                          train_a=spec.train_a, kappa=spec.kappa, a_mean=init.get("a_mean", 1.0),
+                          a_std=init.get("a_std", 0.1), risk=part["risk"])
+        if part["method"] == "sgd":
+            return sgd
+        from .momentum import MomentumSGD
+
+        options = {}
+        if part["method"] == "nesterov":
+            options["momentum"] = part["momentum"]
+        if part["method"] == "mass" and "kappa_tilde" in part:
+            options["kappa_tilde"] = part["kappa_tilde"]
+        return MomentumSGD(sgd, part["method"], **options)
+
+
+def build_dynamics(config: Mapping[str, Any]) -> tuple[dict[str, Any], Dynamics]:
+    """Resolve ``config`` (raw or resolved) and build the dynamics its ``[particles]``
+    section asks for. Returns ``(resolved_config, dynamics)``."""
+    if not isinstance(config, Mapping):
+        raise ConfigError("config", "must be a table of sections")
+    part = resolve_particles(config.get("particles"))
+    if part["method"] in SGD_METHODS:
+        dyn = _sgd_dynamics(config, part)
+        problem, model = resolve_model(config.get("model", {}))
+        resolved = {"model": model, "particles": part}
+        if "initial" in config:
+            resolved["initial"] = resolve_initial(config["initial"], problem.initial_kinds(),
+                                                  problem.default_initial)
+    else:
+        resolved = resolve(config, solver=False)
+        resolved["particles"] = part
+        dyn = _grid_dynamics(resolved, part)
+    return resolved, dyn
+
+
+def _moments(coords: np.ndarray, names) -> dict[str, float]:
+    out = {}
+    for k, name in enumerate(names):
+        out[f"mean_{name}"] = float(np.mean(coords[:, k]))
+        out[f"m2_{name}"] = float(np.mean(coords[:, k] ** 2))
+    return out
+
+
+def run_particles(config: Mapping[str, Any], out_dir: str | Path | None = None, *,
+                  progress: bool = False) -> ParticleRunResult:
+    """Run the particle dynamics described by ``config`` and write ``out_dir``
+    (default ``[particles] out``).
+
+    Raises
+    ------
+    ConfigError
+        Before anything is written, for an invalid config.
+    ParticleFailure
+        After writing the partial output, if the particles became non-finite.
+    ParticleRunInterrupted
+        After closing the output, if the user interrupted the run.
+    """
+    config, dyn = build_dynamics(config)
+    part = config["particles"]
+    if out_dir is not None:
+        part["out"] = str(out_dir)
+    out = Path(part["out"])
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        csv = DiagnosticsCSV(out / DIAGNOSTICS_FILE)
+    except OSError as err:
+        raise ConfigError("particles.out", f"cannot write the output directory: {err}") from None
+    rows_at, snaps_at = record_steps(part)
+    summary: dict[str, Any] = {
+        "status": "running",
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "config": config,
+        "versions": package_versions(),
+        "dynamics": dyn.describe(),
+    }
+    write_json(out / SUMMARY_FILE, summary)
+    h5 = ParticleFile(out / PARTICLES_FILE, dyn.names,
+                      {"method": part["method"], "n": part["n"], "dt": dyn.dt,
+                       "config": json.dumps(jsonable(config))})
+    rng = np.random.default_rng(part["seed"])
+    times, snapshots = [], []
+    state = dyn.initial_state(rng)
+    failure: dict[str, Any] | None = None
+    error: BaseException | None = None
+    bar = None
+    if show_progress(progress):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=part["steps"], unit="step", leave=False)
+    start = time.perf_counter()
+    try:
+        for k in rows_at:
+            if k > state.step:
+                dyn.advance(state, k - state.step, rng)
+                if bar is not None:
+                    bar.update(k - bar.n)
+            t = state.step * dyn.dt
+            y = dyn.coordinates(state)
+            row = {"t": t, **dyn.diagnostics(state), **_moments(y, dyn.names)}
+            if not all(math.isfinite(v) for v in row.values()):
+                raise ParticleFailure(f"non-finite diagnostics at t = {t:.6g}: {row}", t)
+            csv.write(row)
+            if k in snaps_at:
+                h5.write(t, state.step, y, dyn.vectors(state) if part["save_vectors"] else None)
+                times.append(t)
+                snapshots.append(np.array(y))
+    except ParticleFailure as err:
+        error = err
+        failure = {"message": str(err), "t": err.t, "cause": "non-finite"}
+    except KeyboardInterrupt:
+        t = (state.step * dyn.dt)
+        error = ParticleRunInterrupted(t)
+        failure = {"message": f"interrupted by the user at t={t:.6g}", "t": t, "cause": "interrupted"}
+    finally:
+        wall = time.perf_counter() - start
+        if bar is not None:
+            bar.close()
+        csv.close()
+        h5.close()
+    summary.update(status="ok" if failure is None else "failed", wall_time=wall, steps=state.step,
+                   final=csv.rows[-1] if csv.rows else None, failure=failure,
+                   microseconds_per_step=1e6 * wall / max(state.step, 1))
+    write_json(out / SUMMARY_FILE, summary)
+    if times:
+        plot_particles(times, snapshots, dyn.names, out / PARTICLES_FIGURE)
+    plot_particle_diagnostics(csv.rows, out / DIAGNOSTICS_FIGURE)
+    if error is not None:
+        raise error
+    return ParticleRunResult(out, summary, csv.rows, state, dyn)
