@@ -95,7 +95,7 @@ class _MeanForce(InteractionForce):
     def energy(self, x):
         k = self.kernel
         if isinstance(k, QuadraticKernel):
-            return float(k.theta * (np.mean(np.sum(x * x, axis=1)) - np.sum(x.mean(axis=0) ** 2)))
+            return float(0.5 * k.theta * (np.mean(np.sum(x * x, axis=1)) - np.sum(x.mean(axis=0) ** 2)))
         w = 2 * math.pi / k.length
         return float(-0.5 * k.kappa * np.sum(np.cos(w * x).mean(axis=0) ** 2
                                              + np.sin(w * x).mean(axis=0) ** 2))
@@ -302,7 +302,7 @@ class _MeshForce(InteractionForce):
         rho = np.zeros(self.shape)
         for idx, w in self._stencil(x):
             np.add.at(rho, idx, w / x.shape[0])
-        field = np.fft.irfftn(np.fft.rfftn(rho) * hat, s=self.shape)
+        field = np.fft.irfftn(np.fft.rfftn(rho) * hat, s=self.shape, axes=tuple(range(rho.ndim)))
         out = np.zeros(x.shape[0])
         for idx, w in self._stencil(x):
             out += w * field[idx]

@@ -215,7 +215,7 @@ class MeanFieldParticles(Dynamics):
                 v[:] = np.where(v > hi, 2 * hi - v, v)
 
     def _add_noise(self, x: np.ndarray, sigma: float, g: np.ndarray, chi2: np.ndarray) -> None:
-        """Add :math:`\sigma\times` the increment ``g``; radius columns move as the norm of
+        r"""Add :math:`\sigma\times` the increment ``g``; radius columns move as the norm of
         a :math:`d`-dimensional step, :math:`r' = ((r + \sigma g_1)^2 + \sigma^2\chi^2_{d-1})^{1/2}`
         (the law of :math:`|r e_1 + \sigma G|`, i.e. exactly the vector representation)."""
         if sigma == 0.0:

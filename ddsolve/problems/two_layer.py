@@ -100,7 +100,7 @@ def build_reduction(params: Mapping[str, Any]) -> TwoLayerReduction:
 
 @dataclass
 class NetworkSpec:
-    """The finite network and data law that a two-layer reduced model describes: what
+    r"""The finite network and data law that a two-layer reduced model describes: what
     the particle SGD (:mod:`particles.sgd`) trains, sample by sample.
 
     Attributes
