@@ -114,67 +114,55 @@ def _encode(kernel: Kernel) -> tuple[int, np.ndarray] | None:
 
 
 @nb.njit(cache=True, inline="always", fastmath=True)
-def _pair(kind, p, z, g):
-    """W(z) and, into ``g``, its gradient, for the encoded kernels."""
-    n = z.size
+def _profile(kind, p, r2):
+    """Radial kernels W(z) = w(|z|^2): returns (W, f) with grad W(z) = f z."""
     if kind == _GAUSS:
-        r2 = 0.0
-        for k in range(n):
-            r2 += z[k] * z[k]
         w = p[0] * math.exp(-0.5 * r2 / (p[1] * p[1]))
-        for k in range(n):
-            g[k] = -z[k] / (p[1] * p[1]) * w
-        return w
+        return w, -w / (p[1] * p[1])
     if kind == _POWER:
-        r2 = 0.0
-        for k in range(n):
-            r2 += z[k] * z[k]
+        if r2 == 0.0:
+            return 0.0, 0.0
         r = math.sqrt(r2)
-        if r == 0.0:
-            for k in range(n):
-                g[k] = 0.0
-            return 0.0
-        c = r ** (p[0] - 2.0) - r ** (p[1] - 2.0)
-        for k in range(n):
-            g[k] = c * z[k]
-        return r ** p[0] / p[0] - r ** p[1] / p[1]
-    if kind == _COSINE:
-        om = 2.0 * math.pi / p[1]
-        w = 0.0
-        for k in range(n):
-            w -= p[0] * math.cos(om * z[k])
-            g[k] = p[0] * om * math.sin(om * z[k])
-        return w
-    w = 0.0
-    for k in range(n):
-        w += 0.5 * p[0] * z[k] * z[k]
-        g[k] = p[0] * z[k]
-    return w
+        return r ** p[0] / p[0] - r ** p[1] / p[1], r ** (p[0] - 2.0) - r ** (p[1] - 2.0)
+    return 0.5 * p[0] * r2, p[0]  # quadratic
 
 
 @nb.njit(cache=True, parallel=True, fastmath=True)
 def _pairwise(x, kind, p, period, want_energy):
+    """Row i (one thread each): G_i = mean_j grad W(x_i - x_j) and sum_j W. Radial
+    kernels use their profile (one distance per pair); the cosine kernel is separable
+    per axis."""
     n, dim = x.shape
     out = np.zeros((n, dim))
     row_energy = np.zeros(n)
+    periodic = np.any(period > 0.0)
     for i in nb.prange(n):
-        z = np.empty(dim)
-        g = np.empty(dim)
-        acc = np.zeros(dim)
         e = 0.0
         for j in range(n):
+            r2 = 0.0
             for k in range(dim):
                 d = x[i, k] - x[j, k]
-                if period[k] > 0.0:
+                if periodic and period[k] > 0.0:
                     d -= period[k] * np.rint(d / period[k])
-                z[k] = d
-            w = _pair(kind, p, z, g)
+                r2 += d * d
+            if kind == _COSINE:
+                om = 2.0 * math.pi / p[1]
+                for k in range(dim):
+                    d = x[i, k] - x[j, k]
+                    out[i, k] += p[0] * om * math.sin(om * d)
+                    if want_energy:
+                        e -= p[0] * math.cos(om * d)
+                continue
+            w, f = _profile(kind, p, r2)
             if want_energy:
                 e += w
             for k in range(dim):
-                acc[k] += g[k]
+                d = x[i, k] - x[j, k]
+                if periodic and period[k] > 0.0:
+                    d -= period[k] * np.rint(d / period[k])
+                out[i, k] += f * d
         for k in range(dim):
-            out[i, k] = acc[k] / n
+            out[i, k] /= n
         row_energy[i] = e
     return out, row_energy.sum() / (2.0 * n * n)
 
