@@ -110,8 +110,7 @@ def _grid_dynamics(config: Mapping[str, Any], part: Mapping[str, Any]) -> Dynami
             return MFHomSGLD(model.potential, n=part["n"], dim=coords.ndim, gamma=part["gamma"],
                              eps=part["scale_separation"], lam=lam, beta=model.beta,
                              inner_steps=part["inner_steps"], burn_in=part["burn_in"],
-                             inner_dt=part["inner_dt"], dt=part["dt"], initial=initial,
-                             names=coords.names)
+                             inner_dt=part["inner_dt"], dt=part["dt"], initial=initial)
     with config_key("particles"):
         return MeanFieldParticles(model, part["n"], part["dt"], initial, names=coords.names,
                                   lower=lower, upper=upper, periodic=coords.periodic,
