@@ -10,7 +10,8 @@ import pytest
 EXAMPLES = Path(__file__).parents[1] / "examples"
 QUICK = ["ou_relaxation", "aggregation_compact", "noisy_relu", "mmn_nonmonotone"]
 SLOW = ["curie_weiss_double_well", "kuramoto_synchronisation", "muller_brown_2d",
-        "mmn_isotropic_ramp", "mmn_anisotropic", "teacher_student"]
+        "mmn_isotropic_ramp", "mmn_anisotropic", "teacher_student",
+        "particles_curie_weiss", "agents_muller_brown", "rve_three_spin"]
 
 
 def _run(name, tmp_path):
