@@ -123,6 +123,8 @@ def _profile(kind, p, r2):
         if r2 == 0.0:
             return 0.0, 0.0
         r = math.sqrt(r2)
+        if p[0] == 2.0 and p[1] == 1.0:  # the default |z|^2/2 - |z|: no pow calls
+            return 0.5 * r2 - r, 1.0 - 1.0 / r
         return r ** p[0] / p[0] - r ** p[1] / p[1], r ** (p[0] - 2.0) - r ** (p[1] - 2.0)
     return 0.5 * p[0] * r2, p[0]  # quadratic
 
