@@ -159,6 +159,13 @@ def build_dynamics(config: Mapping[str, Any]) -> tuple[dict[str, Any], Dynamics]
     part = resolve_particles(config.get("particles"))
     if part["method"] in SGD_METHODS:
         dyn = _sgd_dynamics(config, part)
+        if not math.isclose(dyn.dt, part["eps"], rel_tol=1e-12):
+            # momentum methods move time faster than plain SGD (particles.momentum): the
+            # PDE time per step is dyn.dt, so t_final and the snapshot times convert with it
+            raw_part = config.get("particles") or {}
+            if "t_final" in raw_part:
+                part["steps"] = max(1, int(round(part["t_final"] / dyn.dt)))
+            part["t_final"] = part["steps"] * dyn.dt
         problem, model = resolve_model(config.get("model", {}))
         resolved = {"model": model, "particles": part}
         if "initial" in config:

@@ -572,6 +572,10 @@ class TwoLayerSGD(Dynamics):
             W = np.concatenate([W, a[:, None]], axis=1)
         return ParticleState(np.ascontiguousarray(W))
 
+    def step_size(self, k: int) -> float:
+        r""":math:`s_k = \varepsilon\xi(k\varepsilon)/2`, the SGD step of step ``k``."""
+        return 0.5 * float(self.step_coefficients(k, 1)[0])
+
     def step_coefficients(self, k0: int, n: int) -> np.ndarray:
         """:math:`2s_k = \\varepsilon\\xi(k\\varepsilon)` for steps ``k0 .. k0+n-1``."""
         if self.schedule.is_constant:
