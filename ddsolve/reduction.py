@@ -545,6 +545,10 @@ class ReducedKernel(Kernel):
     def gradient1(self, x, y):
         return self.reduction.kernel_gradient(x, y)
 
+    #: ``feature_map(ndim)(points, gradient=True)`` also returns the feature gradients
+    #: (used by the particles' O(N T) force, :mod:`particles.forces`)
+    feature_gradients = True
+
     def feature_map(self, ndim):
         self.check_ndim(ndim)
         return self.reduction.features

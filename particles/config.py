@@ -21,6 +21,7 @@ list them.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,8 +78,8 @@ PARTICLE_PARAMS: tuple[Param, ...] = (
           when=when_equals("method", "mass")),
     Param("integrator", Choice(INTEGRATORS), "euler-maruyama", "time integrator", when=_mf),
     Param("interaction", Choice(FORCE_METHODS), "auto",
-          "interaction force: auto, mean (Curie-Weiss/Kuramoto, O(N)), pairwise (O(N^2), numba), "
-          "mesh (particle-mesh FFT), generic (any kernel)", when=_mf),
+          "interaction force: auto, mean (Curie-Weiss/Kuramoto, O(N)), features (reduced two-layer "
+          "kernels, O(N T)), pairwise (O(N^2), numba), mesh (particle-mesh FFT), generic (any kernel)", when=_mf),
     Param("radial", Choice(RADIAL_MODES), None,
           "radial axes as full vectors in R^d or as radii (default: vector with noise, radius without)",
           when=_mf),
@@ -104,7 +105,18 @@ PARTICLE_PARAMS: tuple[Param, ...] = (
 def resolve_particles(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     """Validate ``[particles]``; exactly one of ``steps`` and ``t_final`` is set on
     return (both filled in)."""
-    out = resolve_table(raw or {}, PARTICLE_PARAMS, "particles")
+    raw = dict(raw or {})
+    # keys of another method are ignored with a warning, so that one file can switch
+    # methods with --set particles.method=...; unknown keys stay errors
+    method = raw.get("method", "mean-field")
+    if method in METHODS:
+        probe = {"method": method, "interaction": raw.get("interaction", "auto")}
+        for p in PARTICLE_PARAMS:
+            if p.name in raw and p.when is not None and not p.when.test(probe):
+                warnings.warn(f"particles.{p.name} is not used by method {method!r} (ignored)",
+                              stacklevel=2)
+                del raw[p.name]
+    out = resolve_table(raw, PARTICLE_PARAMS, "particles")
     unit = out["eps"] if out["method"] in SGD_METHODS else out["dt"]
     unit_key = "particles.eps" if out["method"] in SGD_METHODS else "particles.dt"
     if ("steps" in out) == ("t_final" in out):

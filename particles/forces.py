@@ -14,6 +14,11 @@ neuron; for even smooth :math:`W` it vanishes). Four ways to compute it, chosen 
     :math:`\frac\theta2|x-y|^2` gives :math:`G_i=\theta(\theta_i-\bar\theta)` (Dawson
     1983), the Kuramoto kernel :math:`-\kappa\sum_k\cos(2\pi z_k/L)` the first Fourier
     moments.
+``features``
+    Exact :math:`O(NT)` for kernels given as :math:`U(x,y)=\sum_{k\le T}f_k(x)f_k(y)` with
+    feature gradients (the reduced kernels of two-layer problems,
+    :class:`ddsolve.reduction.ReducedKernel`): :math:`G_i = \sum_k\nabla f_k(\theta_i)\,
+    \overline{f_k}`, :math:`\overline{f_k} = \frac1N\sum_jf_k(\theta_j)`.
 ``pairwise``
     Exact :math:`O(N^2)` double loop compiled with numba (threads over ``i``) for the
     built-in translation-invariant kernels (Gaussian, attractive–repulsive, cosine,
@@ -48,7 +53,7 @@ from ddsolve.kernels import (
 
 __all__ = ["InteractionForce", "make_force", "FORCE_METHODS"]
 
-FORCE_METHODS = ("auto", "mean", "pairwise", "mesh", "generic")
+FORCE_METHODS = ("auto", "mean", "features", "pairwise", "mesh", "generic")
 
 _GAUSS, _POWER, _COSINE, _QUADRATIC = 0, 1, 2, 3
 
@@ -99,6 +104,22 @@ class _MeanForce(InteractionForce):
         w = 2 * math.pi / k.length
         return float(-0.5 * k.kappa * np.sum(np.cos(w * x).mean(axis=0) ** 2
                                              + np.sin(w * x).mean(axis=0) ** 2))
+
+
+class _FeatureForce(InteractionForce):
+    """Exact :math:`O(NT)` forces from a feature map with gradients."""
+
+    method = "features"
+
+    def __init__(self, kernel: Kernel, ndim: int) -> None:
+        self.map = kernel.feature_map(ndim)
+
+    def gradient(self, x):
+        F, dF = self.map(x, gradient=True)  # (T, N), (T, N, ndim)
+        return np.einsum("tnk,t->nk", dF, F.mean(axis=1))
+
+    def energy(self, x):
+        return 0.5 * float(np.sum(self.map(x).mean(axis=1) ** 2))
 
 
 def _encode(kernel: Kernel) -> tuple[int, np.ndarray] | None:
@@ -313,8 +334,9 @@ def make_force(kernel: Kernel, method: str = "auto", *, period=None, lower=None,
     ----------
     kernel : Kernel
     method : {"auto", "mean", "pairwise", "mesh", "generic"}
-        ``auto`` picks ``mean`` for quadratic and cosine kernels, ``pairwise`` for the
-        other built-in convolution kernels and ``generic`` otherwise.
+        ``auto`` picks ``mean`` for quadratic and cosine kernels, ``features`` for
+        reduced two-layer kernels, ``pairwise`` for the other built-in convolution kernels
+        and ``generic`` otherwise.
     period : array_like
         Period per axis (0 for a non-periodic axis), for the minimal-image convention.
     lower, upper, periodic, cells
@@ -327,8 +349,15 @@ def make_force(kernel: Kernel, method: str = "auto", *, period=None, lower=None,
         return _NoForce()
     exact_mean = isinstance(kernel, QuadraticKernel) or (
         isinstance(kernel, CosineKernel) and np.all(np.isclose(period, kernel.length)))
+    has_features = bool(getattr(kernel, "feature_gradients", False))
     if method == "auto":
-        method = "mean" if exact_mean else ("pairwise" if _encode(kernel) is not None else "generic")
+        method = ("mean" if exact_mean else "features" if has_features
+                  else "pairwise" if _encode(kernel) is not None else "generic")
+    if method == "features":
+        if not has_features:
+            raise ValueError("interaction method 'features' needs a kernel with a feature map and "
+                             "its gradients (the reduced two-layer kernels)")
+        return _FeatureForce(kernel, period.size)
     if method == "mean":
         if not exact_mean:
             raise ValueError("interaction method 'mean' is exact only for the quadratic (Curie-Weiss) "

@@ -91,12 +91,12 @@ def _read(path):
 
 @pytest.mark.parametrize("override, key", [
     ("particles.nn=3", "particles.nn"),
-    ("particles.method=\"sgd\"", "particles.dt"),
+    ("particles.method=\"sgd\"", "particles.method"),
     ("particles.steps=10", "particles.t_final"),
     ("particles.t_final=0.015", "particles.t_final"),
     ("particles.integrator=\"rk4\"", "particles.integrator"),
     ("particles.snapshots=[0.5, 2.0]", "particles.snapshots"),
-    ("particles.dropout=0.5", "particles.dropout"),
+    ("particles.snapshots=1", "particles.snapshots"),
 ])
 def test_config_errors_name_the_key(ou_file, tmp_path, capsys, override, key):
     code = main(["particles", str(ou_file), "--out", str(tmp_path / "x"), "--set", override, "--quiet"])
@@ -182,3 +182,9 @@ def test_record_steps_include_snapshots_and_every():
     rows, snaps = record_steps(p)
     assert snaps == {0, 5, 10} and rows == [0, 4, 5, 8, 10]
     assert p["t_final"] == pytest.approx(1.0)
+
+
+def test_keys_of_another_method_are_ignored_with_a_warning():
+    with pytest.warns(UserWarning, match="particles.eps is not used by method 'mean-field'"):
+        p = resolve_particles({"n": 2, "steps": 3, "dt": 0.1, "eps": 1e-3, "batch": 4})
+    assert "eps" not in p and "batch" not in p and p["dt"] == 0.1

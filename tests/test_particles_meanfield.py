@@ -176,6 +176,8 @@ def test_force_errors_name_the_choice():
         make_force(GaussianKernel(), "fast")
     with pytest.raises(ValueError, match="exact only for"):
         make_force(GaussianKernel(), "mean")
+    with pytest.raises(ValueError, match="feature map and its gradients"):
+        make_force(GaussianKernel(), "features")
     with pytest.raises(ValueError, match="compiled loops"):
         make_force(ExpressionKernel("x*y"), "pairwise")
 
@@ -240,3 +242,20 @@ def test_interacting_agents_find_the_global_muller_brown_basin():
         x = x - 1e-4 * phi.gradient(x)
     deep = np.linalg.norm(x - np.array([-0.558, 1.442]), axis=1) < 0.05
     assert deep.mean() > 0.5, deep.mean()
+
+
+def test_feature_force_of_reduced_two_layer_kernels_is_exact():
+    """The O(N T) force from the reduced kernel's features equals the O(N^2) sum of
+    gradient1 over all pairs, and the energies agree (isotropic, d = 40, non-monotone)."""
+    from ddsolve.config import resolve_model
+    from ddsolve.problems.two_layer import build_reduction
+    from ddsolve.reduction import ReducedKernel
+
+    _, params = resolve_model({"problem": "two-layer", "dim": 40, "activation": "mmn-nonmonotone"})
+    kernel = ReducedKernel(build_reduction({k: v for k, v in params.items() if k != "problem"}))
+    r = np.random.default_rng(9).uniform(0.1, 3.0, (120, 1))
+    feat, gen = make_force(kernel, "auto"), make_force(kernel, "generic")
+    assert feat.method == "features"
+    g = gen.gradient(r)
+    assert np.allclose(feat.gradient(r), g, rtol=1e-9, atol=1e-9 * np.abs(g).max())
+    assert feat.energy(r) == pytest.approx(gen.energy(r), rel=1e-9)
