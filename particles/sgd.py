@@ -92,14 +92,17 @@ clock :math:`\tau_k = \sum_{j<k}4s_j/\beta`, :math:`T = \tau_K`, and
 the same Markov chain in law as adding :math:`N(0, 4s_k/\beta)` per step, at
 :math:`Nd/K` instead of :math:`Nd` normals per step (not the same realisation).
 
-Random numbers, in this order per chunk: the data, then (``dropout < 1``) a
-``(steps, N)`` array of uniforms (kept iff ``< p``), then per block (``beta < inf``)
-``S`` as an ``(N, d)`` standard normal array, the bridge as a ``((K-1) B, N)`` one and,
-with ``train_a``, the output-weight noise as ``(K, N)``. The trajectory is a deterministic
-function of the generator, ``chunk``, ``block`` and the lengths of the :meth:`advance`
-calls (``prefetch`` draws the same numbers in the same order in a helper thread). With
-``beta = inf`` and ``dropout = 1`` only the data are drawn, so the trajectory does not
-depend on ``block`` or ``sub`` beyond rounding.
+Random numbers. The data and the dropout uniforms of the steps
+``c*chunk .. (c+1)*chunk - 1`` come from their own generator, ``default_rng([key, c])``
+with ``key`` drawn once by :meth:`initial_state` (kept in ``state.extra["data_stream"]``):
+the data, then (``dropout < 1``) a ``(chunk, N)`` array of uniforms (kept iff ``< p``).
+So without noise the trajectory does not depend on how the steps are split between
+:meth:`advance` calls (snapshot times do not change a run), nor on ``block`` or ``sub``
+beyond rounding. The noise (``beta < inf``) is drawn from the generator passed to
+:meth:`advance`, per block of the call: ``S`` as an ``(N, d)`` standard normal array, the
+bridge as a ``((K-1) B, N)`` one and, with ``train_a``, the output-weight noise as
+``(K, N)``; noisy trajectories therefore also depend on the call lengths and ``block``
+(their law does not). ``prefetch`` draws the same numbers in a helper thread.
 """
 
 from __future__ import annotations
@@ -570,7 +573,7 @@ class TwoLayerSGD(Dynamics):
         if self.train_a:
             a = self.a_mean + self.a_std * rng.standard_normal(self.n)
             W = np.concatenate([W, a[:, None]], axis=1)
-        return ParticleState(np.ascontiguousarray(W))
+        return ParticleState(np.ascontiguousarray(W), extra={"data_stream": int(rng.integers(2**63))})
 
     def step_size(self, k: int) -> float:
         r""":math:`s_k = \varepsilon\xi(k\varepsilon)/2`, the SGD step of step ``k``."""
@@ -597,10 +600,17 @@ class TwoLayerSGD(Dynamics):
             W = np.ascontiguousarray(x[:, : self.d], dtype=float)
             a = x[:, self.d].astype(float) if self.train_a else np.ones(self.n)
         start = state.step
-        sizes = [min(self.chunk, steps - s0) for s0 in range(0, steps, self.chunk)]
+        if "data_stream" not in state.extra:
+            state.extra["data_stream"] = int(rng.integers(2**63))
+        key = state.extra["data_stream"]
+        pieces, k = [], start   # split at multiples of chunk: aligned data streams
+        while k < start + steps:
+            n = min(self.chunk - k % self.chunk, start + steps - k)
+            pieces.append((k, n))
+            k += n
         try:
             with np.errstate(over="ignore", invalid="ignore"):   # divergence is reported below
-                self._run_chunks(W, a, state.step, sizes, rng)
+                self._run_chunks(W, a, key, pieces, rng)
         except _NonFinite as exc:
             raise ParticleFailure(f"SGD produced non-finite predictions at step {exc.step} "
                                   f"(t = {exc.step * self.dt:g})", start * self.dt) from None
@@ -611,31 +621,62 @@ class TwoLayerSGD(Dynamics):
                     x[:, self.d] = a
         state.step += steps
 
-    def _run_chunks(self, W, a, k0, sizes, rng):
-        if self.prefetch and len(sizes) > 1:
-            # the next chunk's random numbers are drawn by a helper thread while this
-            # chunk computes (same generator, same order: the trajectory is unchanged)
+    def _run_chunks(self, W, a, key, pieces, rng):
+        if self.prefetch and len(pieces) > 1:
+            # the next piece's random numbers are drawn by a helper thread while this
+            # piece computes (same generators, same order: the trajectory is unchanged)
             with ThreadPoolExecutor(max_workers=1) as pool:
-                future = pool.submit(self._draw, sizes[0], rng)
-                for j, n in enumerate(sizes):
+                future = pool.submit(self._draw, *pieces[0], key, rng)
+                for j, (k0, n) in enumerate(pieces):
                     drawn = future.result()
-                    if j + 1 < len(sizes):
-                        future = pool.submit(self._draw, sizes[j + 1], rng)
+                    if j + 1 < len(pieces):
+                        future = pool.submit(self._draw, *pieces[j + 1], key, rng)
                     self._run_chunk(W, a, k0, n, drawn)
-                    k0 += n
         else:
-            for n in sizes:
-                self._run_chunk(W, a, k0, n, self._draw(n, rng))
-                k0 += n
+            for k0, n in pieces:
+                self._run_chunk(W, a, k0, n, self._draw(k0, n, key, rng))
 
-    def _draw(self, n: int, rng: np.random.Generator):
-        """All random numbers of a chunk of ``n`` steps, in the documented order: data,
-        dropout masks (values m_i / p), per block the standard normals of the noise."""
+    def _chunk_data(self, key: int, c: int):
+        """Data and dropout uniforms of the aligned chunk ``c`` (cached: consecutive calls
+        often end and start inside one chunk)."""
+        cached = getattr(self, "_cached_chunk", None)
+        if cached is not None and cached[0] == (key, c):
+            return cached[1]
+        gen = np.random.default_rng([key, c])
+        X, Y = self.data.sample(self.chunk * self.batch, gen)
+        U = gen.random((self.chunk, self.n)) if self.p < 1 else None
+        drawn = (np.ascontiguousarray(X, dtype=float), np.ascontiguousarray(Y, dtype=float), U)
+        self._cached_chunk = ((key, c), drawn)
+        return drawn
+
+    def step_data(self, state: ParticleState, k0: int, n: int):
+        """The samples and dropout masks that :meth:`advance` uses for steps
+        ``k0 .. k0+n-1`` of ``state``'s run: ``(X, Y, masks)`` with ``X`` of shape
+        ``(n B, d)`` and ``masks`` boolean ``(n, N)`` (``None`` without dropout)."""
+        key = state.extra["data_stream"]
+        X, Y, M = [], [], []
+        k = k0
+        while k < k0 + n:
+            c, o = divmod(k, self.chunk)
+            m = min(self.chunk - o, k0 + n - k)
+            Xc, Yc, U = self._chunk_data(key, c)
+            X.append(Xc[o * self.batch:(o + m) * self.batch])
+            Y.append(Yc[o * self.batch:(o + m) * self.batch])
+            if U is not None:
+                M.append(U[o:o + m] < self.p)
+            k += m
+        return np.concatenate(X), np.concatenate(Y), (np.concatenate(M) if M else None)
+
+    def _draw(self, k0: int, n: int, key: int, rng: np.random.Generator):
+        """All random numbers of the ``n`` steps from ``k0`` (within one aligned chunk):
+        data and dropout masks (values m_i / p) from the chunk's stream, then per block the
+        standard normals of the noise from ``rng``."""
         B, N, d = self.batch, self.n, self.d
-        X, Y = self.data.sample(n * B, rng)
-        X = np.ascontiguousarray(X, dtype=float)
-        Y = np.ascontiguousarray(Y, dtype=float)
-        mask = ((rng.random((n, N)) < self.p) * (1.0 / self.p) if self.p < 1 else np.empty((0, N)))
+        c, o = divmod(k0, self.chunk)
+        Xc, Yc, U = self._chunk_data(key, c)
+        X = Xc[o * B:(o + n) * B]
+        Y = Yc[o * B:(o + n) * B]
+        mask = ((U[o:o + n] < self.p) * (1.0 / self.p) if self.p < 1 else np.empty((0, N)))
         if self.beta < math.inf:
             nblocks = -(-n // self.block)
             Zs = np.empty((nblocks, N, d))

@@ -212,7 +212,7 @@ def test_walls_reflect_and_periodic_axes_wrap():
 def test_blow_up_raises_particle_failure():
     model = Model(DoubleWellPotential(), beta=math.inf)
     p = MeanFieldParticles(model, 4, 0.5, np.full((4, 1), 10.0))
-    with pytest.raises(ParticleFailure, match="reduce dt"):
+    with pytest.raises(ParticleFailure, match="reduce dt"), np.errstate(over="ignore", invalid="ignore"):
         _run(p, 20)
 
 

@@ -95,3 +95,19 @@ def test_hmm_through_the_runner(tmp_path):
     # homogenised mean dynamics: m' = -a/(1 + a gamma) m = -(4/3) m (the coupling cancels)
     m = res.rows[-1]["mean_x"]
     assert m == pytest.approx(math.exp(-4 / 3), abs=0.03)
+
+
+@pytest.mark.parametrize("dropout", [1.0, 0.5])
+def test_sgd_trajectory_does_not_depend_on_the_snapshot_schedule(dropout):
+    """Data and dropout masks come from streams aligned to the global step index, so
+    advancing 2500 steps at once or in pieces of 137, 900, 1, 1462 gives the same weights."""
+    sgd = TwoLayerSGD(GaussianMixtureData.isotropic(16, 0.5), relu(), 50, 1e-3, dropout=dropout,
+                      risk="none", chunk=1000)
+    states = []
+    for pieces in ([2500], [137, 900, 1, 1462]):
+        rng = np.random.default_rng(11)
+        state = sgd.initial_state(rng)
+        for n in pieces:
+            sgd.advance(state, n, rng)
+        states.append(state.x)
+    assert np.allclose(states[0], states[1], rtol=1e-12, atol=1e-13)

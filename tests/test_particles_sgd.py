@@ -8,7 +8,6 @@ recursion, ``ddsolve.reduction`` potentials and ``correlated_expectation``.
 
 from __future__ import annotations
 
-import copy
 import math
 import zlib
 
@@ -104,9 +103,8 @@ def test_one_step_equals_numpy_formula(act, train_a, batch):
     m = _model(act=act, train_a=train_a, batch=batch)
     st = m.initial_state(rng)
     x0 = st.x.copy()
-    r2 = copy.deepcopy(rng)
     m.advance(st, 1, rng)
-    X, Y = m.data.sample(batch, r2)                 # the same draw
+    X, Y, _ = m.step_data(st, 0, 1)                 # the same draw
     assert st.step == 1
     np.testing.assert_allclose(st.x, _one_step_numpy(m, x0, X, Y), rtol=1e-12, atol=1e-13)
 
@@ -123,9 +121,8 @@ def test_minibatch_step_is_the_average_of_single_sample_updates():
     # and the compiled minibatch step
     st = m.initial_state(np.random.default_rng(5))
     st.x[:] = x0
-    r = np.random.default_rng(6)
-    X, Y = m.data.sample(4, copy.deepcopy(r))
-    m.advance(st, 1, r)
+    m.advance(st, 1, np.random.default_rng(6))
+    X, Y, _ = m.step_data(st, 0, 1)
     np.testing.assert_allclose(st.x, _one_step_numpy(m, x0, X, Y), rtol=1e-12, atol=1e-14)
 
 
@@ -139,19 +136,11 @@ def test_blocked_run_equals_numpy_loop(kw):
     rng = np.random.default_rng(7)
     st = m.initial_state(rng)
     x0 = st.x.copy()
-    r2 = copy.deepcopy(rng)
     steps = 60
     m.advance(st, 40, rng)
     m.advance(st, 20, rng)
-    X, Y, masks = [], [], []
-    for n in (23, 17, 20):                          # chunks of the two calls
-        x, y = m.data.sample(n * m.batch, r2)
-        X.append(x)
-        Y.append(y)
-        if m.p < 1:
-            masks.append(r2.random((n, m.n)) < m.p)
-    ref = m.numpy_steps(x0, np.concatenate(X), np.concatenate(Y), 0,
-                        masks=np.concatenate(masks).astype(float) if masks else None)
+    X, Y, masks = m.step_data(st, 0, steps)         # aligned chunks of 23 steps
+    ref = m.numpy_steps(x0, X, Y, 0, masks=masks.astype(float) if masks is not None else None)
     assert st.step == steps
     np.testing.assert_allclose(st.x, ref, rtol=1e-11, atol=1e-12 * np.abs(ref).max())
     assert np.abs(st.x - x0).max() > 1e-3
@@ -195,10 +184,9 @@ def test_dropout_moves_only_kept_neurons(train_a):
     rng = np.random.default_rng(9)
     st = m.initial_state(rng)
     x0 = st.x.copy()
-    r2 = copy.deepcopy(rng)
     m.advance(st, 1, rng)
-    X, Y = m.data.sample(1, r2)
-    kept = r2.random((1, m.n))[0] < 0.5
+    X, Y, masks = m.step_data(st, 0, 1)
+    kept = masks[0]
     moved = np.any(st.x != x0, axis=1)
     assert 5 < kept.sum() < 35
     assert not np.any(moved & ~kept)
@@ -279,9 +267,8 @@ def test_noise_variance_of_one_step():
     rng = np.random.default_rng(14)
     st = m.initial_state(rng)
     x0 = st.x.copy()
-    r2 = copy.deepcopy(rng)
     m.advance(st, 1, rng)
-    X, Y = m.data.sample(1, r2)
+    X, Y, _ = m.step_data(st, 0, 1)
     noise = st.x - _one_step_numpy(m, x0, X, Y)
     s = eps * 2.0 / 2                                # s_k = eps xi / 2, xi = 2
     var = 4 * s / beta
