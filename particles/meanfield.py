@@ -112,7 +112,8 @@ class MeanFieldParticles(Dynamics):
         if radial not in RADIAL_MODES:
             raise ValueError(f"radial must be one of {', '.join(RADIAL_MODES)}, got {radial!r}")
         self.radial = radial if any(d is not None for d in self.radial_dims) else None
-        default_names = [("r" if d is not None else "xyz"[k]) for k, d in enumerate(self.radial_dims)]
+        cart = "xyz" if nd <= 3 else [f"x{k + 1}" for k in range(nd)]
+        default_names = [("r" if d is not None else cart[k]) for k, d in enumerate(self.radial_dims)]
         if sum(d is not None for d in self.radial_dims) > 1:
             default_names = [f"r{k + 1}" if d is not None else default_names[k]
                              for k, d in enumerate(self.radial_dims)]
