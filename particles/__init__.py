@@ -19,8 +19,8 @@ module                      what it holds
 :mod:`particles.momentum`   Nesterov, gradient-restarted Nesterov, MaSS
 :mod:`particles.hmm`        MF-Hom-SGLD multiscale agents, Gibbs-smoothed potentials;
                             the Kantas–Parpas–Pavliotis agents' model
-:mod:`particles.losses`     training losses of whole networks as potentials (agents that
-                            are networks, for the two modules above)
+:mod:`particles.losses`     training losses of whole networks as potentials: agents that
+                            are networks, for the hmm and meanfield modules
 :mod:`particles.charges`    Rotskoff–Vanden-Eijnden RBF units with charges, 3-spin target
 :mod:`particles.datasets`   sklearn's 8×8 digits, ``.npz`` arrays, empirical data laws
 :mod:`particles.config`     the ``[particles]`` config section
