@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import warnings
 from collections.abc import Sequence
 
@@ -135,6 +136,7 @@ def _cmd_particles(args: argparse.Namespace) -> int:
 
 def _cmd_problems(args: argparse.Namespace) -> int:
     from .config import describe_schema
+    from .expressions import describe_grammar
     from .initial import describe_kinds
     from .problems import PROBLEMS, get_problem
     from .problems.base import COMMON_PARAMS, ConfigError, format_table
@@ -152,6 +154,8 @@ def _cmd_problems(args: argparse.Namespace) -> int:
     print(describe_kinds())
     print("\nOther sections:\n")
     print(describe_schema())
+    print("\nExpressions (model.potential, model.interaction, initial.expression):\n")
+    print(textwrap.fill(describe_grammar(), width=92, initial_indent="    ", subsequent_indent="    "))
     try:
         from particles.config import describe_particles
     except ImportError:  # pragma: no cover

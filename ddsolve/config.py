@@ -273,6 +273,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError("config", f"is a directory, not a file: {path}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError("config", f"{path}: invalid TOML: {err}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:  # e.g. a 5000-digit integer
+        raise ConfigError("config", f"{path}: unreadable value: {err}") from None
+    except PermissionError:
+        raise ConfigError("config", f"cannot read {path}: permission denied") from None
 
 
 def load_config(path: str | Path, overrides: Iterable[str | tuple[str, Any]] = ()) -> dict[str, Any]:
@@ -291,7 +295,7 @@ def _parse_value(text: str) -> Any:
     that is not TOML (a bare word, an expression) is taken as a string."""
     try:
         doc = tomllib.loads(f"v = {text}")
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError):  # ValueError: huge integers
         return text
     return doc["v"] if list(doc) == ["v"] else text
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..expressions import ExpressionError, check_expression
 from ..model import Model
 from ..schedule import Schedule
 
@@ -249,14 +250,25 @@ class Text(ValueType):
 @dataclass(frozen=True)
 class Expression(Text):
     """Text of a formula (or a name); a bare number is accepted and kept as text
-    (``0`` → ``"0"``). ``what`` describes the allowed text."""
+    (``0`` → ``"0"``). ``what`` describes the allowed text.
+
+    The text is checked against the expression grammar here, when the config is resolved
+    (:func:`ddsolve.expressions.check_expression`: parsed, never evaluated), so a config
+    that smuggles code in an expression stops with the key named before anything is built.
+    Which names it may use depends on the grid and is checked when the model is built.
+    """
 
     what: str = "an expression"
 
     def check(self, value, key):
         if _is_number(value):
             return repr(value) if isinstance(value, float) else str(value)
-        return super().check(value, key)
+        text = super().check(value, key)
+        try:
+            check_expression(text)
+        except ExpressionError as err:
+            raise ConfigError(key, str(err)) from None
+        return text
 
 
 @dataclass(frozen=True)
