@@ -20,25 +20,28 @@ medians of warm repeats (numba already compiled) unless labelled otherwise.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:  # running the script by path puts it there; importing may not
+    sys.path.insert(0, _HERE)
+
+from _harness import (add_blas_threads_arg, add_common_args, finish, fmt_t, log,  # noqa: E402
+                      make_parser, run_meta, run_parts, set_blas_threads, table, time_per_call,
+                      timed, write_json)
+
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="fast smoke mode (< 60 s)")
-    p.add_argument("--json", metavar="PATH", help="write all results as JSON to PATH")
-    p.add_argument("--parts", default="abc", help="which parts to run, subset of 'abc' (default: abc)")
+    p = make_parser(__doc__)
+    add_common_args(p, parts="abc")
     p.add_argument("--repeats", type=int, default=None,
                    help="warm repeats per timing (default 7, quick 5)")
     p.add_argument("--targets", type=float, nargs="+", default=None,
                    help="L1 error targets for part (a) (default 1e-3 1e-4; quick 1e-3)")
-    p.add_argument("--blas-threads", type=int, default=1,
-                   help="threads for OpenBLAS/OpenMP (dense mat-vec); 0 = library default. "
-                        "Default 1: on a small shared machine a threaded dgemv can be >10x slower "
-                        "when another process holds a core.")
+    add_blas_threads_arg(p, 1, "threads for OpenBLAS/OpenMP (dense mat-vec); 0 = library default. "
+                               "Default 1: on a small shared machine a threaded dgemv can be >10x slower "
+                               "when another process holds a core.")
     p.add_argument("--no-compile", action="store_true",
                    help="skip the cold/cached numba compile measurement (subprocesses)")
     p.add_argument("--dense-build-128", action="store_true",
@@ -49,14 +52,11 @@ def parse_args(argv=None):
 
 
 ARGS = parse_args() if __name__ == "__main__" else parse_args([])
-if ARGS.blas_threads > 0:  # must happen before numpy is imported
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[var] = str(ARGS.blas_threads)
+set_blas_threads(ARGS.blas_threads)  # must happen before numpy is imported
 
 import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import textwrap  # noqa: E402
@@ -71,7 +71,8 @@ from scipy.special import erfc  # noqa: E402
 import ddsolve  # noqa: E402
 from ddsolve import (DistributionalDynamicsPDE, GridModel, Model, SSPRKSolver,  # noqa: E402
                      cartesian, make_kernel, make_potential)
-from ddsolve import fv  # noqa: E402
+from ddsolve.schemes.fv import kernels as fv  # noqa: E402
+from ddsolve.schemes.fv.pde import pack_interaction  # noqa: E402
 
 logging.getLogger("pde").setLevel(logging.ERROR)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -89,66 +90,12 @@ CANDIDATES = [40, 44, 48, 52, 56, 60, 66, 72, 80, 88, 96, 104, 112, 120, 132, 14
 # ---------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------
-def log(msg=""):
-    print(msg, flush=True)
-
-
-def timed(fn, repeats, setup=None):
-    """Median/min wall time of ``fn(setup())`` over ``repeats`` calls (setup untimed)."""
-    ts = []
-    out = None
-    for _ in range(repeats):
-        arg = setup() if setup is not None else None
-        t0 = time.perf_counter()
-        out = fn(arg)
-        ts.append(time.perf_counter() - t0)
-    return {"median": float(np.median(ts)), "min": float(np.min(ts)), "all": [float(t) for t in ts]}, out
-
-
-def time_per_call(fn, repeats, budget=0.05, stat=np.median):
-    """``stat`` (median) over ``repeats`` of the mean time of a batch of calls lasting ~budget s."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-7)
-    n = max(1, int(budget / one))
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        ts.append((time.perf_counter() - t0) / n)
-    return float(stat(ts))
-
-
 def fit_slope(x, y):
     return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
-def fmt_t(s):
-    """Seconds -> readable string."""
-    if s is None or (isinstance(s, float) and math.isnan(s)):
-        return "-"
-    if s < 1e-3:
-        return f"{s * 1e6:.1f} µs"
-    if s < 1:
-        return f"{s * 1e3:.2f} ms"
-    return f"{s:.2f} s"
-
-
-def table(headers, rows, aligns=None):
-    cols = [[str(h)] + [str(r[i]) for r in rows] for i, h in enumerate(headers)]
-    widths = [max(len(c) for c in col) for col in cols]
-    aligns = aligns or ["<"] + [">"] * (len(headers) - 1)
-    line = "  ".join(f"{h:{a}{w}}" for h, a, w in zip(headers, aligns, widths))
-    out = [line, "  ".join("-" * w for w in widths)]
-    for r in rows:
-        out.append("  ".join(f"{str(v):{a}{w}}" for v, a, w in zip(r, aligns, widths)))
-    return "\n".join(out)
-
-
 try:  # the project's helper (same formula); keep a local copy so the script stands alone
-    from ddsolve.exact import gaussian_cell_averages
+    from ddsolve.laws.exact import gaussian_cell_averages
 except ImportError:  # pragma: no cover
     def gaussian_cell_averages(edges, mean, std):
         z = (np.asarray(edges, float) - mean) / (np.sqrt(2.0) * std)
@@ -379,7 +326,7 @@ def part_a(args, R, results):
         stp, st = timed(go, R, setup=lambda: b["state0"].copy())
         # py-pde's end-to-end run re-JITs the stepper (~1-5 s): fewer repeats
         e2e_reps = (2 if args.quick else 3) if isinstance(method, PyPDEOU) else R
-        e2e, _ = timed(lambda _: method.end_to_end(b), e2e_reps)
+        e2e, _ = timed(lambda: method.end_to_end(b), e2e_reps)
         row = {"target": target, "method": method.label, "param": method.param, "M": M,
                "l1": res["l1"], "steps": res["steps"], "mass_drift": res["mass_drift"],
                "step_only_s": stp, "end_to_end_s": e2e,
@@ -792,7 +739,7 @@ def part_c(args, R, results):
         t_d = time_per_call(lambda: apply_d(rho), R, budget=0.05 if c.size < 5000 else 0.2)
         t_f = time_per_call(lambda: gm_f.operator.apply(rho), R)
         # the compiled path used inside the stepper (fv.compute_psi, rocket-fft / BLAS)
-        inter_f = fv.pack_interaction(gm_f)
+        inter_f = pack_interaction(gm_f)
         rho2 = np.ascontiguousarray(fv.as_2d(rho))
         V2 = np.zeros_like(rho2)
         psi = np.empty_like(rho2)
@@ -838,30 +785,12 @@ def part_c(args, R, results):
 
 
 # ---------------------------------------------------------------------------------------
-def _jsonable(o):
-    """Plain JSON: tuples -> lists, numpy scalars -> Python, non-finite floats -> None."""
-    if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (float, np.floating)):
-        return float(o) if math.isfinite(o) else None
-    if isinstance(o, (str, int, bool)) or o is None:
-        return o
-    return str(o)
-
-
 def main():
     args = ARGS
     R = args.repeats or (5 if args.quick else 7)
     t_start = time.perf_counter()
-    meta = {"python": sys.version.split()[0], "numpy": np.__version__, "numba": nb.__version__,
-            "py-pde": pde.__version__, "ddsolve": ddsolve.__version__,
-            "machine": platform.machine(), "cpus": os.cpu_count(), "quick": args.quick,
-            "repeats": R, "blas_threads": args.blas_threads or "library default",
-            "loadavg_start": os.getloadavg(), "argv": sys.argv}
+    meta = run_meta({"numpy": np.__version__, "numba": nb.__version__, "py-pde": pde.__version__,
+                     "ddsolve": ddsolve.__version__}, args.blas_threads, quick=args.quick, repeats=R)
     log(f"bench_fv: python {meta['python']}, numpy {meta['numpy']}, numba {meta['numba']}, "
         f"py-pde {meta['py-pde']}, ddsolve {meta['ddsolve']}; {meta['cpus']} CPUs, "
         f"load {meta['loadavg_start'][0]:.2f}; BLAS threads: {meta['blas_threads']}; "
@@ -873,19 +802,10 @@ def main():
     m.stepper(b)[0](b["state0"].copy(), 0.0, 0.01)
     meta["ddsolve_first_call_s"] = time.perf_counter() - t0
     results = {"meta": meta}
-    for name, fn in (("a", part_a), ("b", part_b), ("c", part_c)):
-        if name in args.parts:
-            t0 = time.perf_counter()
-            fn(args, R, results)
-            meta[f"part_{name}_s"] = time.perf_counter() - t0
-            log(f"[part ({name}) took {meta[f'part_{name}_s']:.0f} s]")
-    meta["loadavg_end"] = os.getloadavg()
-    meta["total_s"] = time.perf_counter() - t_start
-    log(f"\ntotal {meta['total_s']:.0f} s; load average at end {meta['loadavg_end'][0]:.2f}")
+    run_parts((("a", part_a), ("b", part_b), ("c", part_c)), args.parts, meta, args, R, results)
+    finish(meta, t_start)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(_jsonable(results), f, indent=1)
-        log(f"wrote {args.json}")
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -13,24 +13,22 @@ Run: ``python benchmarks/bench_implicit.py [--cells 400 800 1600] [--repeats 3]`
 from __future__ import annotations
 
 import argparse
-import time
+import os
+import sys
 
 import numpy as np
 
 from ddsolve import GridModel, Model, cartesian, evolve
-from ddsolve.exact import gaussian_cell_averages, ou_moments
-from ddsolve.potentials import QuadraticPotential
+from ddsolve.laws.exact import gaussian_cell_averages, ou_moments
+from ddsolve.model.potentials import QuadraticPotential
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:  # running the script by path puts it there; importing may not
+    sys.path.insert(0, _HERE)
+
+from _harness import timed  # noqa: E402
 
 T_END = 2.0
-
-
-def _timed(fn, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), out
 
 
 def main(argv=None) -> int:
@@ -52,7 +50,8 @@ def main(argv=None) -> int:
             return float(np.sum(np.abs(rho - exact)) * c.cell_volume)
 
         evolve(gm, rho0, 0.01)  # compile / load the cache outside the timings
-        t_exp, (rho_e, info_e) = _timed(lambda: evolve(gm, rho0, T_END), args.repeats)
+        tm, (rho_e, info_e) = timed(lambda: evolve(gm, rho0, T_END), args.repeats)
+        t_exp = tm["median"]
         e_exp = err(rho_e)
         dt, pick = 0.2, None
         while dt > 1e-4:
@@ -64,9 +63,10 @@ def main(argv=None) -> int:
         if pick is None:
             print(f"{M:>5} implicit: no step reached the explicit error {e_exp:.3e}")
             continue
-        t_imp, (rho_i, info_i) = _timed(
+        tm, (rho_i, info_i) = timed(
             lambda: evolve(gm, rho0, T_END, implicit=True, dt=pick, time_order=2, flux="logmean"),
             args.repeats)
+        t_imp = tm["median"]
         print(f"{M:>5} {'explicit SSPRK(4,3)':<26} {info_e['steps']:>14d} {e_exp:>10.3e} {t_exp:>9.3f}s")
         steps = f"{pick:g} / {info_i['steps']}"
         print(f"{M:>5} {'implicit BDF2 log-mean':<26} {steps:>14} "

@@ -20,23 +20,19 @@ quick look.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import os
+import sys
 
 import numpy as np
 
-from ddsolve.kernels import AttractiveRepulsiveKernel, GaussianKernel, QuadraticKernel
+from ddsolve.model.kernels import AttractiveRepulsiveKernel, GaussianKernel, QuadraticKernel
 from particles.forces import make_force
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:  # running the script by path puts it there; importing may not
+    sys.path.insert(0, _HERE)
 
-def _median_time(func, repeats):
-    func()  # warm-up: numba compile or cache load
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from _harness import median_time  # noqa: E402
 
 
 def main(argv=None):
@@ -55,16 +51,16 @@ def main(argv=None):
     for label, kernel, dim in cases:
         x = rng.standard_normal((n, dim))
         period = np.zeros(dim)
-        base = _median_time(lambda: make_force(kernel, "generic", period=period).gradient(x), args.repeats)
+        base = median_time(lambda: make_force(kernel, "generic", period=period).gradient(x), args.repeats)
         rows = [("numpy", base)]
-        rows.append(("pairwise", _median_time(
+        rows.append(("pairwise", median_time(
             lambda: make_force(kernel, "pairwise", period=period).gradient(x), args.repeats)))
         if isinstance(kernel, QuadraticKernel):
-            rows.append(("mean", _median_time(lambda: make_force(kernel, "mean").gradient(x), args.repeats)))
+            rows.append(("mean", median_time(lambda: make_force(kernel, "mean").gradient(x), args.repeats)))
         else:
             mesh = make_force(kernel, "mesh", lower=[-6.0] * dim, upper=[6.0] * dim,
                               periodic=[False] * dim, cells=512 if dim == 1 else 128)
-            rows.append(("mesh", _median_time(lambda: mesh.gradient(x), args.repeats)))
+            rows.append(("mesh", median_time(lambda: mesh.gradient(x), args.repeats)))
         for method, t in rows:
             print(f"{label:30s} {method:9s} {1e3 * t:10.2f} {n * n / t:10.3g} {base / t:14.1f}")
 

@@ -29,14 +29,19 @@ writes every number. Target: (a) <= 25 µs per step.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:  # running the script by path puts it there; importing may not
+    sys.path.insert(0, _HERE)
+
+from _harness import (add_blas_threads_arg, add_common_args, fmt_t, log, make_parser,  # noqa: E402
+                      run_meta, set_blas_threads, table, timed, write_json)
+
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(__doc__)
     p.add_argument("--steps", type=int, default=100_000, help="steps per timed run of (a), (b) (default 1e5)")
     p.add_argument("--numpy-steps", type=int, default=None,
                    help="steps per timed run of the NumPy loop (default: --steps)")
@@ -50,27 +55,21 @@ def parse_args(argv=None):
     p.add_argument("--sub", type=int, default=None, help="TwoLayerSGD sub-block (default: the class default)")
     p.add_argument("--prefetch", action="store_true",
                    help="TwoLayerSGD(prefetch=True): draw the next chunk's data in a helper thread")
-    p.add_argument("--blas-threads", type=int, default=0,
-                   help="threads for OpenBLAS/OpenMP; 0 = library default (all cores)")
-    p.add_argument("--json", metavar="PATH", help="write all results as JSON to PATH")
+    add_blas_threads_arg(p, 0, "threads for OpenBLAS/OpenMP; 0 = library default (all cores)")
+    add_common_args(p, quick=False)  # --json
     return p.parse_args(argv)
 
 
 ARGS = parse_args() if __name__ == "__main__" else parse_args([])
-if ARGS.blas_threads > 0:  # must happen before numpy is imported
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(ARGS.blas_threads)
+set_blas_threads(ARGS.blas_threads, numba=False)  # must happen before numpy is imported
 
-import json  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 import ddsolve  # noqa: E402
-from ddsolve.activations import mmn_ramp  # noqa: E402
-from ddsolve.data import GaussianMixtureData  # noqa: E402
+from ddsolve.networks.activations import mmn_ramp  # noqa: E402
+from ddsolve.networks.data import GaussianMixtureData  # noqa: E402
 from particles.base import ParticleState  # noqa: E402
 from particles.sgd import TwoLayerSGD  # noqa: E402
 
@@ -78,47 +77,10 @@ DELTA, KAPPA, TARGET_US = 0.5, 0.4, 25.0
 EXTRAPOLATE = 10**7
 
 
-def log(msg=""):
-    print(msg, flush=True)
-
-
-def fmt_t(s):
-    if s is None or (isinstance(s, float) and math.isnan(s)):
-        return "-"
-    if s < 1e-3:
-        return f"{s * 1e6:.1f} µs"
-    if s < 1:
-        return f"{s * 1e3:.2f} ms"
-    if s < 3600:
-        return f"{s:.2f} s"
-    return f"{s / 3600:.1f} h"
-
-
-def table(headers, rows):
-    cols = [[str(h)] + [str(r[i]) for r in rows] for i, h in enumerate(headers)]
-    widths = [max(len(c) for c in col) for col in cols]
-    aligns = ["<"] + [">"] * (len(headers) - 1)
-    out = ["  ".join(f"{h:{a}{w}}" for h, a, w in zip(headers, aligns, widths)),
-           "  ".join("-" * w for w in widths)]
-    out += ["  ".join(f"{str(v):{a}{w}}" for v, a, w in zip(r, aligns, widths)) for r in rows]
-    return "\n".join(out)
-
-
-def timed(fn, repeats):
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return {"median": float(np.median(ts)), "min": float(np.min(ts)), "all": ts}
-
-
 def main():
     args = ARGS
     np_steps = args.numpy_steps or args.steps
-    meta = {"python": sys.version.split()[0], "numpy": np.__version__, "ddsolve": ddsolve.__version__,
-            "machine": platform.machine(), "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(),
-            "blas_threads": args.blas_threads or "library default", "argv": sys.argv}
+    meta = run_meta({"numpy": np.__version__, "ddsolve": ddsolve.__version__}, args.blas_threads)
     log(f"bench_sgd: python {meta['python']}, numpy {meta['numpy']}; {meta['cpus']} CPUs, load "
         f"{meta['loadavg_start'][0]:.2f}; BLAS threads: {meta['blas_threads']}")
     data = GaussianMixtureData.isotropic(args.dim, DELTA)
@@ -141,11 +103,12 @@ def main():
     warm = time.perf_counter() - t0
 
     # (a) advance, data sampling included
-    t_adv = timed(lambda: model.advance(state, args.steps, rng), args.repeats)
+    t_adv, _ = timed(lambda: model.advance(state, args.steps, rng), args.repeats)
 
     # the data of (b) and (c), and the sampling cost alone
     samp_rng = np.random.default_rng(1)                   # in chunks, as advance draws them
-    t_samp = timed(lambda: [data.sample(model.chunk, samp_rng) for _ in range(args.steps // model.chunk)], 1)
+    t_samp, _ = timed(lambda: [data.sample(model.chunk, samp_rng) for _ in range(args.steps // model.chunk)], 1,
+                      keep=False)
     t_samp["median"] *= args.steps / max(args.steps // model.chunk * model.chunk, 1)
     X, Y = data.sample(max(args.steps, np_steps, args.check_steps), np.random.default_rng(2))
     Xr, Yr = X[: args.steps], Y[: args.steps]
@@ -155,10 +118,11 @@ def main():
         st = ParticleState(x0.copy())
         model.run_on_data(st, Xr, Yr)
 
-    t_data = timed(run_b, args.repeats)
+    t_data, _ = timed(run_b, args.repeats)
 
     # (c) the NumPy loop
-    t_np = timed(lambda: model.numpy_steps(x0, X[:np_steps], Y[:np_steps]), args.numpy_repeats)
+    t_np, _ = timed(lambda: model.numpy_steps(x0, X[:np_steps], Y[:np_steps]), args.numpy_repeats,
+                    keep=False)
 
     # agreement on a common run
     st = ParticleState(x0.copy())
@@ -195,9 +159,7 @@ def main():
                "sampling_s": t_samp, "numpy_steps": np_steps, "steps": args.steps, "warmup_s": warm,
                "agreement_rel": rel, "check_steps": args.check_steps, "target_met": ok,
                "block": model.block, "sub": model.sub, "chunk": model.chunk, "prefetch": model.prefetch}
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1, default=float)
-        log(f"wrote {args.json}")
+        write_json(args.json, out)
 
 
 if __name__ == "__main__":

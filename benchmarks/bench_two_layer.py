@@ -5,13 +5,13 @@ r"""Performance of the two-layer (mean-field neural network) problem.
     Delta = 0.5, non-monotone activation): the cell-averaged kernel K_ij by the separable
     Mehler-Hermite series (``GridModel`` with interaction "separable", the default), and
     the dense M x M matrix from the same series, against the baseline of a direct angle
-    quadrature, ``ddsolve.reduction.reduced_kernel_by_quadrature``, at the same 2 x 2
+    quadrature, ``ddsolve.networks.reduction.reduced_kernel_by_quadrature``, at the same 2 x 2
     Gauss-Legendre points of every cell pair. The baseline costs ~0.1 s per point pair,
     too slow for all 4 x 10^6 of them: it is timed on a random sample of cell pairs and
     extrapolated to all M^2 pairs. The same sample gives the largest difference between
     the tabulated K (series, truncated and compressed) and the quadrature.
 (b) Wall time of the whole non-monotone kappa = 0.4 run (1000 cells, t = 0..1000, by
-    then the risk is within about 1% of its value at t = 500) with ``ddsolve.runner.run``:
+    then the risk is within about 1% of its value at t = 500) with ``ddsolve.app.runner.run``:
     median of 3 runs after a warm-up run (numba compile / cache load), for the separable
     interaction and the baseline interaction = "dense" (M x M matrix of the same kernel).
 
@@ -22,35 +22,32 @@ number. Targets: tabulation <= 5 s, run <= 30 s.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:  # running the script by path puts it there; importing may not
+    sys.path.insert(0, _HERE)
+
+from _harness import (add_blas_threads_arg, add_common_args, finish, fmt_t, log,  # noqa: E402
+                      make_parser, run_meta, run_parts, set_blas_threads, table, timed, write_json)
+
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="fast smoke mode (< 60 s)")
-    p.add_argument("--json", metavar="PATH", help="write all results as JSON to PATH")
-    p.add_argument("--parts", default="ab", help="which parts to run, subset of 'ab' (default: ab)")
+    p = make_parser(__doc__)
+    add_common_args(p, parts="ab")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3, quick 1)")
     p.add_argument("--pairs", type=int, default=None,
                    help="cell pairs sampled for the quadrature baseline (default 48, quick 8)")
     p.add_argument("--cells", type=int, default=1000, help="radial cells (default 1000)")
     p.add_argument("--t-final", type=float, default=1000.0, help="final time of the run in (b)")
-    p.add_argument("--blas-threads", type=int, default=1,
-                   help="threads for OpenBLAS/OpenMP (dense mat-vec); 0 = library default")
+    add_blas_threads_arg(p, 1, "threads for OpenBLAS/OpenMP (dense mat-vec); 0 = library default")
     return p.parse_args(argv)
 
 
 ARGS = parse_args() if __name__ == "__main__" else parse_args([])
-if ARGS.blas_threads > 0:  # must happen before numpy is imported
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[var] = str(ARGS.blas_threads)
+set_blas_threads(ARGS.blas_threads)  # must happen before numpy is imported
 
-import json  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -59,39 +56,13 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 import ddsolve  # noqa: E402
-from ddsolve.config import build  # noqa: E402
-from ddsolve.discretization import GridModel  # noqa: E402
-from ddsolve.reduction import reduced_kernel_by_quadrature  # noqa: E402
-from ddsolve.runner import run  # noqa: E402
+from ddsolve.app.config import build  # noqa: E402
+from ddsolve.grid.grid_model import GridModel  # noqa: E402
+from ddsolve.networks.reduction import reduced_kernel_by_quadrature  # noqa: E402
+from ddsolve.app.runner import run  # noqa: E402
 
 R_MAX, DIM, DELTA, KAPPA = 4.0, 320, 0.5, 0.4
 TAB_TARGET, RUN_TARGET = 5.0, 30.0
-
-
-def log(msg=""):
-    print(msg, flush=True)
-
-
-def fmt_t(s):
-    if s is None or (isinstance(s, float) and math.isnan(s)):
-        return "-"
-    if s < 1e-3:
-        return f"{s * 1e6:.1f} µs"
-    if s < 1:
-        return f"{s * 1e3:.2f} ms"
-    if s < 3600:
-        return f"{s:.2f} s"
-    return f"{s / 3600:.1f} h"
-
-
-def table(headers, rows):
-    cols = [[str(h)] + [str(r[i]) for r in rows] for i, h in enumerate(headers)]
-    widths = [max(len(c) for c in col) for col in cols]
-    aligns = ["<"] + [">"] * (len(headers) - 1)
-    out = ["  ".join(f"{h:{a}{w}}" for h, a, w in zip(headers, aligns, widths)),
-           "  ".join("-" * w for w in widths)]
-    out += ["  ".join(f"{str(v):{a}{w}}" for v, a, w in zip(r, aligns, widths)) for r in rows]
-    return "\n".join(out)
 
 
 def config(cells, t_final, interaction="auto", save_every=10.0):
@@ -101,15 +72,6 @@ def config(cells, t_final, interaction="auto", save_every=10.0):
             "grid": {"r_max": R_MAX, "cells": cells},
             "scheme": {"interaction": interaction},
             "run": {"t_final": t_final, "save_every": min(save_every, t_final)}}
-
-
-def timed(fn, repeats):
-    ts, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        ts.append(time.perf_counter() - t0)
-    return {"median": float(np.median(ts)), "min": float(np.min(ts)), "all": ts}, out
 
 
 # ---------------------------------------------------------------------------------------
@@ -187,7 +149,7 @@ def part_a(args, R, results):
 def part_b(args, R, results):
     M, T = args.cells, args.t_final
     log(f"\n(b) whole run: non-monotone, kappa = {KAPPA}, d = {DIM}, {M} cells, t = 0..{T:g}, "
-        f"ddsolve.runner.run (writes density.h5, diagnostics.csv, summary.json and two PNGs)")
+        f"ddsolve.app.runner.run (writes density.h5, diagnostics.csv, summary.json and two PNGs)")
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for method in ("separable", "dense"):
@@ -222,46 +184,21 @@ def part_b(args, R, results):
     results["b"] = out
 
 
-def _jsonable(o):
-    if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, (float, np.floating)):
-        return float(o) if math.isfinite(o) else None
-    if isinstance(o, (np.bool_,)):
-        return bool(o)
-    return o
-
-
 def main():
     args = ARGS
     R = args.repeats or (1 if args.quick else 3)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     t_start = time.perf_counter()
-    meta = {"python": sys.version.split()[0], "numpy": np.__version__, "ddsolve": ddsolve.__version__,
-            "machine": platform.machine(), "cpus": os.cpu_count(), "quick": args.quick, "repeats": R,
-            "blas_threads": args.blas_threads or "library default", "loadavg_start": os.getloadavg(),
-            "argv": sys.argv}
+    meta = run_meta({"numpy": np.__version__, "ddsolve": ddsolve.__version__}, args.blas_threads,
+                    quick=args.quick, repeats=R)
     log(f"bench_two_layer: python {meta['python']}, numpy {meta['numpy']}, ddsolve {meta['ddsolve']}; "
         f"{meta['cpus']} CPUs, load {meta['loadavg_start'][0]:.2f}; BLAS threads: {meta['blas_threads']}; "
         f"repeats {R}{' (quick)' if args.quick else ''}")
     results = {"meta": meta}
-    for name, fn in (("a", part_a), ("b", part_b)):
-        if name in args.parts:
-            t0 = time.perf_counter()
-            fn(args, R, results)
-            meta[f"part_{name}_s"] = time.perf_counter() - t0
-            log(f"[part ({name}) took {meta[f'part_{name}_s']:.0f} s]")
-    meta["loadavg_end"] = os.getloadavg()
-    meta["total_s"] = time.perf_counter() - t_start
-    log(f"\ntotal {meta['total_s']:.0f} s; load average at end {meta['loadavg_end'][0]:.2f}")
+    run_parts((("a", part_a), ("b", part_b)), args.parts, meta, args, R, results)
+    finish(meta, t_start)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(_jsonable(results), f, indent=1)
-        log(f"wrote {args.json}")
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

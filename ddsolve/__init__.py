@@ -1,15 +1,15 @@
 """ddsolve — reference solver for distributional dynamics (mean-field PDEs of SGD on
 wide two-layer networks, and McKean–Vlasov equations in general)."""
 
-from .coordinates import Axis, Coordinates, cartesian, radial, with_charge
-from .discretization import GridModel
-from .fv import DistributionalDynamicsPDE
-from .kernels import make_kernel
-from .model import Model
-from .potentials import make_potential
-from .schedule import Schedule
-from .solvers import SolverFailure, SSPRKSolver
-from .evolve import evolve
+from ddsolve.grid.coordinates import Axis, Coordinates, cartesian, radial, with_charge
+from ddsolve.grid.grid_model import GridModel
+from ddsolve.schemes.fv.pde import DistributionalDynamicsPDE
+from ddsolve.model.kernels import make_kernel
+from ddsolve.model.base import Model
+from ddsolve.model.potentials import make_potential
+from ddsolve.model.schedule import Schedule
+from ddsolve.schemes.fv.ssprk import SolverFailure, SSPRKSolver
+from ddsolve.schemes.evolve import evolve
 
 __version__ = "0.1.0"
 

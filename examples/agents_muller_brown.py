@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ddsolve.cli import main as ddsolve_main
-from ddsolve.potentials import MullerBrownPotential
+from ddsolve.app.cli import main as ddsolve_main
+from ddsolve.model.potentials import MullerBrownPotential
 from particles.runner import run_particles
 from particles.storage import load_particles
 

@@ -5,14 +5,12 @@ Prints, at a few times, the plateau height, three measures of the support length
 (cells above 1% of the plateau, width at half the plateau, sqrt(12 Var)), and the L1
 distance to the exact steady state 1/2 on [c - 1, c + 1] (c the mean).
 """
-import argparse
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from ddsolve.cli import main as ddsolve_main
-from ddsolve.results import load_run
+from ddsolve.app.results import run_example
 
 CONFIG = Path(__file__).with_name("aggregation_compact.toml")
 
@@ -33,12 +31,8 @@ def half_width(x, rho, level):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="runs/aggregation_compact")
-    out = Path(ap.parse_args().out)
-    if ddsolve_main(["run", str(CONFIG), "--out", str(out), "--quiet"]) != 0:
-        raise SystemExit("ddsolve run failed")
-    run = load_run(out)
+    run = run_example(CONFIG, __doc__)
+    out = run.path
     ax = run.setup.coords.axes[0]
     x, h, edges = ax.centers, ax.spacing, ax.edges
     times, data = run.times, run.densities()

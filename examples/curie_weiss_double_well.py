@@ -13,8 +13,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy.optimize import brentq
 
-from ddsolve.cli import main as ddsolve_main
-from ddsolve.results import load_run
+from ddsolve.app.cli import main as ddsolve_main
+from ddsolve.app.results import load_run
 
 CONFIG = Path(__file__).with_name("curie_weiss_double_well.toml")
 BETAS = [1.5, 1.8, 2.0, 2.1, 2.4, 2.6, 3.0, 4.0]

@@ -13,8 +13,8 @@ from matplotlib.figure import Figure
 from scipy.optimize import brentq
 from scipy.special import i0e, i1e
 
-from ddsolve.cli import main as ddsolve_main
-from ddsolve.results import load_run
+from ddsolve.app.cli import main as ddsolve_main
+from ddsolve.app.results import load_run
 
 CONFIG = Path(__file__).with_name("kuramoto_synchronisation.toml")
 KAPPAS = [1.0, 1.5, 2.5, 3.0]

@@ -5,31 +5,24 @@ grid, r1 = |w_{1:s0}| (informative), r2 = |w_{s0+1:d}| (noise), and prints the r
 the means of r1, r2 over time. The noise block is useless for the classes (they differ
 only in the variance of the first s0 coordinates) and costs risk through the kernel, so r2
 collapses to 0 while r1 grows. On r2 = 0 the problem is the isotropic ReLU problem in
-dimension s0, where V = -a0 r1 and u = b0 r1 r1' (ddsolve.exact.relu_noisy_stationary):
+dimension s0, where V = -a0 r1 and u = b0 r1 r1' (ddsolve.laws.exact.relu_noisy_stationary):
 Psi = (b0 <r1> - a0) r1 is linear, so every law with <r1> = a0/b0 is stationary and the
 risk is 1 - a0^2/b0. The script compares the final mean of r1 and risk with these values.
 """
-import argparse
 import math
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from ddsolve.cli import main as ddsolve_main
-from ddsolve.exact import relu_noisy_stationary
-from ddsolve.results import load_run
+from ddsolve.laws.exact import relu_noisy_stationary
+from ddsolve.app.results import run_example
 
 CONFIG = Path(__file__).with_name("mmn_anisotropic.toml")
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="runs/mmn_anisotropic")
-    out = Path(ap.parse_args().out)
-    if ddsolve_main(["run", str(CONFIG), "--out", str(out), "--quiet"]) != 0:
-        raise SystemExit("ddsolve run failed")
-
-    run = load_run(out)
+    run = run_example(CONFIG, __doc__)
+    out = run.path
     m, coords, d = run.setup.config["model"], run.setup.coords, run.diagnostics
     (r1, r2), (h1, h2) = (a.centers for a in coords.axes), coords.spacing
     times, data = run.times, run.densities()

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ddsolve.cli import main as ddsolve_main
-from ddsolve.results import load_run
+from ddsolve.app.cli import main as ddsolve_main
+from ddsolve.app.results import load_run
 
 CONFIG = Path(__file__).with_name("mmn_isotropic_ramp.toml")
 T_EARLY = 10.0

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ddsolve.cli import main as ddsolve_main
-from ddsolve.results import load_run
+from ddsolve.app.cli import main as ddsolve_main
+from ddsolve.app.results import load_run
 
 CONFIG = Path(__file__).with_name("mmn_nonmonotone.toml")
 KAPPAS = (0.4, 0.1)

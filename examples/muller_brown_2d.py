@@ -5,14 +5,12 @@ populations equilibrate (barrier crossings, ~3.5 kT) to the discrete Gibbs state
 the basin populations (basins of attraction of discrete steepest descent on the cell
 values of V) against the Gibbs ones, and the distance to the Gibbs state.
 """
-import argparse
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from ddsolve.cli import main as ddsolve_main
-from ddsolve.results import load_run
+from ddsolve.app.results import run_example
 
 CONFIG = Path(__file__).with_name("muller_brown_2d.toml")
 
@@ -31,12 +29,8 @@ def basins(V):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="runs/muller_brown_2d")
-    out = Path(ap.parse_args().out)
-    if ddsolve_main(["run", str(CONFIG), "--out", str(out), "--quiet"]) != 0:
-        raise SystemExit("ddsolve run failed")
-    run = load_run(out)
+    run = run_example(CONFIG, __doc__)
+    out = run.path
     gm, coords, diag = run.grid_model(), run.setup.coords, run.diagnostics
     gibbs, dA = gm.gibbs(), float(np.prod(coords.spacing))
     times, data = run.times, run.densities()

@@ -4,7 +4,7 @@ For sigma = ReLU on MMN's isotropic Gaussians, V(r) = -a0 r and the radial kerne
 u(r, r') = b0 r r', so Psi[rho](r) = (b0 <r> - a0) r is linear and the stationary state
 rho ~ r^(d-1) exp(-beta Psi) is Gamma(d, beta lambda), lambda = b0 <r> - a0, with the
 self-consistent mean <r> = (a0 + sqrt(a0^2 + 4 b0 d / beta)) / (2 b0) (unique, F is convex;
-ddsolve.exact.relu_noisy_stationary). Runs noisy_relu.toml (d = 10, Delta = 0.5,
+ddsolve.laws.exact.relu_noisy_stationary). Runs noisy_relu.toml (d = 10, Delta = 0.5,
 beta = 50) and prints the L1 distance of the final density to the exact Gamma cell
 averages, the exact vs PDE mean of r, F(T) against the free energy of the exact law, and
 the observed order of the L1 error on 75 / 150 / 300 cells.
@@ -17,9 +17,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy.special import gammaln
 
-from ddsolve.cli import main as ddsolve_main
-from ddsolve.exact import gamma_cell_averages, relu_noisy_stationary
-from ddsolve.results import load_run
+from ddsolve.app.cli import main as ddsolve_main
+from ddsolve.laws.exact import gamma_cell_averages, relu_noisy_stationary
+from ddsolve.app.results import load_run
 
 CONFIG = Path(__file__).with_name("noisy_relu.toml")
 REFINE = (75, 150)                    # coarser grids; the toml's grid is the finest

@@ -4,26 +4,19 @@ Runs ou_relaxation.toml, compares the saved densities with the exact cell averag
 of N(m(t), v(t)), and checks that F(t) - F_inf decays like e^{-2t} at late times
 (the relative entropy of N(m, v) w.r.t. N(0, 1) is (m^2 + v - 1 - log v)/2 ~ m^2/2).
 """
-import argparse
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from ddsolve.cli import main as ddsolve_main
-from ddsolve.exact import gaussian_cell_averages, ou_moments
-from ddsolve.results import load_run
+from ddsolve.laws.exact import gaussian_cell_averages, ou_moments
+from ddsolve.app.results import run_example
 
 CONFIG = Path(__file__).with_name("ou_relaxation.toml")
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="runs/ou_relaxation")
-    out = Path(ap.parse_args().out)
-    if ddsolve_main(["run", str(CONFIG), "--out", str(out), "--quiet"]) != 0:
-        raise SystemExit("ddsolve run failed")
-
-    run = load_run(out)
+    run = run_example(CONFIG, __doc__)
+    out = run.path
     setup, gm = run.setup, run.grid_model()
     edges = setup.coords.axes[0].edges
     x, h = setup.coords.axes[0].centers, setup.coords.spacing[0]

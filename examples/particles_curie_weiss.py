@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ddsolve.cli import main as ddsolve_main
-from ddsolve.io import read_diagnostics
-from ddsolve.results import load_run
+from ddsolve.app.cli import main as ddsolve_main
+from ddsolve.app.io import read_diagnostics
+from ddsolve.app.results import load_run
 from particles.storage import load_particles
 
 CONFIG = Path(__file__).with_name("particles_curie_weiss.toml")

@@ -11,25 +11,18 @@ neurons (s = 0: the tail of sum_k c_k(A)^2 decays like K^(-3/2) for ReLU), so th
 capped and the risk is only resolved to the truncation bound the script prints (~1e-4
 here): late risks of a few 1e-5, even slightly negative ones, are zero within it.
 """
-import argparse
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from ddsolve.cli import main as ddsolve_main
-from ddsolve.results import load_run
+from ddsolve.app.results import run_example
 
 CONFIG = Path(__file__).with_name("teacher_student.toml")
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="runs/teacher_student")
-    out = Path(ap.parse_args().out)
-    if ddsolve_main(["run", str(CONFIG), "--out", str(out), "--quiet"]) != 0:
-        raise SystemExit("ddsolve run failed")
-
-    run = load_run(out)
+    run = run_example(CONFIG, __doc__)
+    out = run.path
     m, coords, d = run.setup.config["model"], run.setup.coords, run.diagnostics
     (s, u), (hs, hu) = (a.centers for a in coords.axes), coords.spacing
     times, data = run.times, run.densities()

@@ -1,7 +1,7 @@
 """Finite-N particle dynamics that validate the continuum solutions of :mod:`ddsolve`.
 
 Every dynamics runs the *same model* as the PDE (same :math:`V, U, \\beta, \\xi` and
-ddsolve's time convention, :mod:`ddsolve.model`) and implements
+ddsolve's time convention, :mod:`ddsolve.model.base`) and implements
 :class:`~particles.base.Dynamics`, so ``ddsolve particles CONFIG.toml``
 (:mod:`particles.runner`) writes the same kind of output directory as ``ddsolve run``.
 

@@ -3,7 +3,7 @@ r"""The interface every finite-N dynamics in :mod:`particles` implements.
 A *dynamics* advances N particles by a fixed number of steps; step ``k`` ends at PDE
 time :math:`t_k = k\,\Delta t` in ddsolve's time convention
 (:math:`\partial_t\rho = \xi(t)\nabla\cdot(\rho\nabla(\Psi + \beta^{-1}\log(\rho/m)))`,
-:mod:`ddsolve.model`). For SGD on a two-layer net with step :math:`s_k`, ``dt`` is
+:mod:`ddsolve.model.base`). For SGD on a two-layer net with step :math:`s_k`, ``dt`` is
 :math:`\varepsilon` and :math:`s_k = \varepsilon\,\xi(k\varepsilon)/2` (Mei, Montanari &
 Nguyen, PNAS 2018; :mod:`ddsolve.problems.two_layer`).
 
@@ -26,16 +26,17 @@ from typing import Any
 
 import numpy as np
 
+from ddsolve.failures import NumericalFailure
+
 __all__ = ["ParticleState", "Dynamics", "ParticleFailure"]
 
 
-class ParticleFailure(RuntimeError):
+class ParticleFailure(NumericalFailure):
     """A particle run produced non-finite values; ``t`` is the PDE time of the last good
     state (what was written before stays on disk)."""
 
     def __init__(self, message: str, t: float) -> None:
-        super().__init__(message)
-        self.t = float(t)
+        super().__init__(message, t, cause="non-finite")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 r"""Finite data sets for the particle runs.
 
-The two-layer SGD dynamics draw their samples from a :class:`ddsolve.data.DataLaw`
+The two-layer SGD dynamics draw their samples from a :class:`ddsolve.networks.data.DataLaw`
 (``dim``, ``risk_offset`` :math:`=\mathbb{E}y^2`, ``sample(n, rng) -> (x, y)``).
 :class:`EmpiricalData` is such a law for a finite data set: the uniform distribution on its
 rows, so SGD with ``sample`` is SGD with replacement on the training set and the "population"
@@ -35,7 +35,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ddsolve.data import DataLaw
+from ddsolve.networks.data import DataLaw
 
 __all__ = ["digits", "load_npz", "EmpiricalData", "DatasetKeyError", "NORMALIZATIONS"]
 

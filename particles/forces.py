@@ -17,7 +17,7 @@ neuron; for even smooth :math:`W` it vanishes). Four ways to compute it, chosen 
 ``features``
     Exact :math:`O(NT)` for kernels given as :math:`U(x,y)=\sum_{k\le T}f_k(x)f_k(y)` with
     feature gradients (the reduced kernels of two-layer problems,
-    :class:`ddsolve.reduction.ReducedKernel`): :math:`G_i = \sum_k\nabla f_k(\theta_i)\,
+    :class:`ddsolve.networks.reduction.ReducedKernel`): :math:`G_i = \sum_k\nabla f_k(\theta_i)\,
     \overline{f_k}`, :math:`\overline{f_k} = \frac1N\sum_jf_k(\theta_j)`.
 ``pairwise``
     Exact :math:`O(N^2)` double loop compiled with numba (threads over ``i``) for the
@@ -30,7 +30,7 @@ neuron; for even smooth :math:`W` it vanishes). Four ways to compute it, chosen 
     interpolate back (Hockney & Eastwood, *Computer simulation using particles*, 1988).
     :math:`O(N + M\log M)`, second-order accurate in the mesh width.
 ``generic``
-    Any :class:`~ddsolve.kernels.Kernel` through its vectorised ``gradient1``, in
+    Any :class:`~ddsolve.model.kernels.Kernel` through its vectorised ``gradient1``, in
     blocks of rows (:math:`O(N^2)` work, :math:`O(N\cdot\text{block})` memory); used for
     expression kernels and the reduced kernels of two-layer problems.
 """
@@ -42,7 +42,7 @@ import math
 import numba as nb
 import numpy as np
 
-from ddsolve.kernels import (
+from ddsolve.model.kernels import (
     AttractiveRepulsiveKernel,
     CosineKernel,
     GaussianKernel,

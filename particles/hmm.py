@@ -112,9 +112,9 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from ddsolve.kernels import QuadraticKernel
-from ddsolve.model import Model
-from ddsolve.potentials import MullerBrownPotential, Potential, QuadraticPotential
+from ddsolve.model.kernels import QuadraticKernel
+from ddsolve.model.base import Model
+from ddsolve.model.potentials import MullerBrownPotential, Potential, QuadraticPotential
 
 from .base import Dynamics, ParticleFailure, ParticleState
 
@@ -228,7 +228,7 @@ def smoothed_potential_gradient(x, stiffness, gamma: float, center=0.0) -> np.nd
 def smoothed_quadratic_potential(stiffness, gamma: float, center=0.0, dim: int | None = None
                                  ) -> QuadraticPotential:
     r"""The homogenised potential :math:`\Phi^{\beta,\gamma}` of a quadratic loss as a
-    :class:`~ddsolve.potentials.QuadraticPotential` with stiffness
+    :class:`~ddsolve.model.potentials.QuadraticPotential` with stiffness
     :math:`A(I+\gamma A)^{-1}` (up to the additive constant), e.g. for the PDE of the slow
     agents: ``Model(potential=smoothed_quadratic_potential(a, gamma),
     interaction=QuadraticKernel(lam), beta=inf)``. A scalar ``stiffness`` stays scalar

@@ -12,7 +12,7 @@ two-layer network of width :math:`m` on a fixed data set
     \qquad \theta = (w_1,\dots,w_m[, a_1,\dots,a_m]) \in \mathbb{R}^{md\,[+m]},
 
 with :math:`a_i\equiv1` unless the output weights are trained. :class:`NetworkLoss` is a
-:class:`ddsolve.potentials.Potential` in :math:`md` (or :math:`md+m`) dimensions whose
+:class:`ddsolve.model.potentials.Potential` in :math:`md` (or :math:`md+m`) dimensions whose
 ``__call__`` and ``gradient`` take many agents at once (rows of an ``(A, dim)`` array),
 so it plugs into :class:`particles.hmm.MFHomSGLD` and into
 :func:`particles.hmm.interacting_agents_model` + :class:`particles.meanfield.MeanFieldParticles`.
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ddsolve.activations import Activation
-from ddsolve.potentials import Potential
+from ddsolve.networks.activations import Activation
+from ddsolve.model.potentials import Potential
 
 __all__ = ["NetworkLoss"]
 

@@ -9,7 +9,7 @@ N particles follow the McKean–Vlasov SDE with the empirical measure in place o
 
 whose law converges (propagation of chaos, Sznitman 1991) to the solution of ddsolve's PDE
 :math:`\partial_t\rho = \xi\nabla\cdot(\rho\nabla(\Psi[\rho] + \beta^{-1}\log\rho))`
-(:mod:`ddsolve.model`). The same model object drives both: :math:`\nabla V` from
+(:mod:`ddsolve.model.base`). The same model object drives both: :math:`\nabla V` from
 ``model.potential.gradient`` and the interaction force from :mod:`particles.forces`.
 
 **Coordinates.** Cartesian axes hold one number per particle; periodic axes are wrapped
@@ -44,7 +44,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ddsolve.model import Model
+from ddsolve.model.base import Model
 
 from .base import Dynamics, ParticleFailure, ParticleState
 from .forces import InteractionForce, make_force

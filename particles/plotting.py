@@ -1,7 +1,7 @@
 """Figures of a particle run: ``particles.png`` and ``diagnostics.png``.
 
 Matplotlib's object interface (no pyplot state, no display needed), like
-:mod:`ddsolve.plotting`.
+:mod:`ddsolve.app.plotting`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ measure :math:`\rho_N = \frac1N\sum_i\delta_{\theta_i}` is (Mei, Montanari & Ngu
 the double sum *including* the diagonal :math:`i=j` (a finite network; the PDE's energy
 has no self-interaction correction either, so :math:`R = R_\# + 2E`).
 
-**Gaussian-mixture data** (:class:`~ddsolve.data.GaussianMixtureData`). Given the class
+**Gaussian-mixture data** (:class:`~ddsolve.networks.data.GaussianMixtureData`). Given the class
 :math:`c`, :math:`z_i = \langle w_i,x\rangle` are jointly centred Gaussian with
 :math:`\mathrm{Cov}(z_i,z_j) = \sum_b s_{c,b}^2\langle w_{i,b},w_{j,b}\rangle`, so with
 :math:`A_{ic}^2 = \mathrm{Var}\,z_i` and the correlation :math:`t_{ij}`,
@@ -24,19 +24,19 @@ has no self-interaction correction either, so :math:`R = R_\# + 2E`).
     V(\theta_i) = -a_i\sum_c\pi_c\,y_c\,g(A_{ic}),\qquad
     U_c(i,j) = a_ia_j\,\mathbb{E}[\sigma(A_{ic}Z)\,\sigma(A_{jc}Z_{t_{ij}})].
 
-**Teacher data with Gaussian inputs** (:class:`~ddsolve.data.TeacherData`,
+**Teacher data with Gaussian inputs** (:class:`~ddsolve.networks.data.TeacherData`,
 ``inputs="gaussian"``): one class with :math:`s\equiv1`; the teacher neurons enter as
 extra neurons, :math:`V(\theta_i) = -\frac{a_i}{m}\sum_j a^*_j\,
 \mathbb{E}[\sigma(\langle w^*_j,x\rangle)\sigma(\langle w_i,x\rangle)]`, and
 :math:`R_\# = \mathbb{E}y^2` (label noise included) is
-:attr:`~ddsolve.data.TeacherData.risk_offset`. Spherical inputs have no exact formula
+:attr:`~ddsolve.networks.data.TeacherData.risk_offset`. Spherical inputs have no exact formula
 (use ``method="sample"``).
 
 **Pair expectations** :math:`E(a,b,t) = \mathbb{E}[\sigma(aZ)\sigma(bZ_t)]`:
 
-* the diagonal :math:`i=j` is :meth:`~ddsolve.activations.Activation.second_moment`;
+* the diagonal :math:`i=j` is :meth:`~ddsolve.networks.activations.Activation.second_moment`;
 * otherwise Mehler's series :math:`\sum_k\hat c_k(a)\hat c_k(b)t^k`
-  (:meth:`~ddsolve.activations.Activation.hermite`), summed per pair until the Parseval
+  (:meth:`~ddsolve.networks.activations.Activation.hermite`), summed per pair until the Parseval
   tail bound :math:`|t|^{K+1}\sqrt{T_a(K)T_b(K)}`, :math:`T_a(K) = \sum_{k>K}\hat c_k(a)^2
   \le\mathbb{E}\sigma(aZ)^2`, is below ``1e-13`` :math:`\sqrt{\mathbb{E}\sigma(aZ)^2\,
   \mathbb{E}\sigma(bZ)^2}` (the tails are summed backwards from the largest order kept,
@@ -46,7 +46,7 @@ extra neurons, :math:`V(\theta_i) = -\frac{a_i}{m}\sum_j a^*_j\,
 * smooth :math:`\sigma`: pairs not converged by order 256 get a second pass to order
   1024 (the coefficients of :math:`\sigma(aZ)` decay more slowly at large :math:`a`);
   what is left (very large scales and nearly aligned) goes to
-  :func:`ddsolve.reduction.correlated_expectation` (quadrature, ~1 ms per pair, accurate
+  :func:`ddsolve.networks.reduction.correlated_expectation` (quadrature, ~1 ms per pair, accurate
   to ~1e-9 there; a warning is issued above 2000 such pairs).
 
 **Closed form for piecewise-linear** :math:`\sigma(u) = \alpha_0+\beta_0u+\sum_j\Delta_j
@@ -81,9 +81,9 @@ import warnings
 import numba as nb
 import numpy as np
 
-from ddsolve.activations import Activation, PiecewiseLinear
-from ddsolve.data import DataLaw, GaussianMixtureData, TeacherData
-from ddsolve.reduction import correlated_expectation
+from ddsolve.networks.activations import Activation, PiecewiseLinear
+from ddsolve.networks.data import DataLaw, GaussianMixtureData, TeacherData
+from ddsolve.networks.activations import correlated_expectation
 
 __all__ = [
     "population_risk",

@@ -1,6 +1,6 @@
 """One particle run from a config: the engine of ``ddsolve particles``.
 
-Output directory (same conventions as a PDE run, :mod:`ddsolve.io`):
+Output directory (same conventions as a PDE run, :mod:`ddsolve.app.io`):
 
 =================== ==============================================================
 ``particles.h5``    snapshots with their PDE times (:mod:`particles.storage`)
@@ -20,10 +20,8 @@ draws the initial particles, then all noise and data, in a fixed order.
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,13 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from ddsolve.config import build, resolve, resolve_model
-from ddsolve.coordinates import Coordinates
-from ddsolve.initial import resolve_initial
-from ddsolve.io import DIAGNOSTICS_FIGURE, DIAGNOSTICS_FILE, SUMMARY_FILE, DiagnosticsCSV, jsonable, \
-    package_versions, show_progress, write_json
-from ddsolve.kernels import QuadraticKernel
-from ddsolve.problems.base import ConfigError, config_key
+from ddsolve.app.config import build, resolve, resolve_model
+from ddsolve.grid.coordinates import Coordinates
+from ddsolve.app.lifecycle import RunInterrupted, RunRecord
+from ddsolve.laws.initial import resolve_initial
+from ddsolve.laws.moments import coordinate_moments
+from ddsolve.app.io import DIAGNOSTICS_FIGURE, DIAGNOSTICS_FILE, DiagnosticsCSV, jsonable, show_progress
+from ddsolve.model.kernels import QuadraticKernel
+from ddsolve.schema import ConfigError, config_key
 
 from .base import Dynamics, ParticleFailure, ParticleState
 from .config import SGD_METHODS, record_steps, resolve_particles
@@ -51,12 +50,8 @@ __all__ = ["ParticleRunResult", "ParticleRunInterrupted", "build_dynamics", "run
 PARTICLES_FIGURE = "particles.png"
 
 
-class ParticleRunInterrupted(KeyboardInterrupt):
-    """The user interrupted a particle run; the output is complete up to ``t``."""
-
-    def __init__(self, t: float) -> None:
-        super().__init__(f"interrupted by the user at t={t:.6g}")
-        self.t = t
+ParticleRunInterrupted = RunInterrupted
+"""The user interrupted a particle run (the one :class:`ddsolve.failures.RunInterrupted`)."""
 
 
 @dataclass
@@ -178,14 +173,6 @@ def build_dynamics(config: Mapping[str, Any]) -> tuple[dict[str, Any], Dynamics]
     return resolved, dyn
 
 
-def _moments(coords: np.ndarray, names) -> dict[str, float]:
-    out = {}
-    for k, name in enumerate(names):
-        out[f"mean_{name}"] = float(np.mean(coords[:, k]))
-        out[f"m2_{name}"] = float(np.mean(coords[:, k] ** 2))
-    return out
-
-
 def run_particles(config: Mapping[str, Any], out_dir: str | Path | None = None, *,
                   progress: bool = False) -> ParticleRunResult:
     """Run the particle dynamics described by ``config`` and write ``out_dir``
@@ -204,36 +191,28 @@ def run_particles(config: Mapping[str, Any], out_dir: str | Path | None = None, 
     part = config["particles"]
     if out_dir is not None:
         part["out"] = str(out_dir)
-    out = Path(part["out"])
+    record = RunRecord(part["out"], "particles.out", config, dynamics=dyn.describe())
+    out = record.path
     try:
-        out.mkdir(parents=True, exist_ok=True)
         csv = DiagnosticsCSV(out / DIAGNOSTICS_FILE)
     except OSError as err:
         raise ConfigError("particles.out", f"cannot write the output directory: {err}") from None
+    record.close_with(csv.close)
     rows_at, snaps_at = record_steps(part)
-    summary: dict[str, Any] = {
-        "status": "running",
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "config": config,
-        "versions": package_versions(),
-        "dynamics": dyn.describe(),
-    }
-    write_json(out / SUMMARY_FILE, summary)
     h5 = ParticleFile(out / PARTICLES_FILE, dyn.names,
                       {"method": part["method"], "n": part["n"], "dt": dyn.dt,
                        "config": json.dumps(jsonable(config))})
+    record.close_with(h5.close)
     rng = np.random.default_rng(part["seed"])
     times, snapshots = [], []
     state = dyn.initial_state(rng)
-    failure: dict[str, Any] | None = None
-    error: BaseException | None = None
     bar = None
     if show_progress(progress):
         from tqdm.auto import tqdm
 
         bar = tqdm(total=part["steps"], unit="step", leave=False)
-    start = time.perf_counter()
-    try:
+        record.close_with(bar.close)
+    with record.running(now=lambda: state.step * dyn.dt):
         for k in rows_at:
             if k > state.step:
                 dyn.advance(state, k - state.step, rng)
@@ -241,7 +220,7 @@ def run_particles(config: Mapping[str, Any], out_dir: str | Path | None = None, 
                     bar.update(k - bar.n)
             t = state.step * dyn.dt
             y = dyn.coordinates(state)
-            row = {"t": t, **dyn.diagnostics(state), **_moments(y, dyn.names)}
+            row = {"t": t, **dyn.diagnostics(state), **coordinate_moments(y, dyn.names)}
             if not all(math.isfinite(v) for v in row.values()):
                 raise ParticleFailure(f"non-finite diagnostics at t = {t:.6g}: {row}", t)
             csv.write(row)
@@ -249,26 +228,10 @@ def run_particles(config: Mapping[str, Any], out_dir: str | Path | None = None, 
                 h5.write(t, state.step, y, dyn.vectors(state) if part["save_vectors"] else None)
                 times.append(t)
                 snapshots.append(np.array(y))
-    except ParticleFailure as err:
-        error = err
-        failure = {"message": str(err), "t": err.t, "cause": "non-finite"}
-    except KeyboardInterrupt:
-        t = (state.step * dyn.dt)
-        error = ParticleRunInterrupted(t)
-        failure = {"message": f"interrupted by the user at t={t:.6g}", "t": t, "cause": "interrupted"}
-    finally:
-        wall = time.perf_counter() - start
-        if bar is not None:
-            bar.close()
-        csv.close()
-        h5.close()
-    summary.update(status="ok" if failure is None else "failed", wall_time=wall, steps=state.step,
-                   final=csv.rows[-1] if csv.rows else None, failure=failure,
-                   microseconds_per_step=1e6 * wall / max(state.step, 1))
-    write_json(out / SUMMARY_FILE, summary)
+    record.close()
     if times:
         plot_particles(times, snapshots, dyn.names, out / PARTICLES_FIGURE)
     plot_particle_diagnostics(csv.rows, out / DIAGNOSTICS_FIGURE)
-    if error is not None:
-        raise error
+    summary = record.finish(steps=state.step, final=csv.rows[-1] if csv.rows else None,
+                            microseconds_per_step=1e6 * record.wall_time / max(state.step, 1))
     return ParticleRunResult(out, summary, csv.rows, state, dyn)

@@ -117,9 +117,9 @@ import numba as nb
 import numpy as np
 from numba.extending import get_cython_function_address
 
-from ddsolve.activations import Activation, PiecewiseLinear, Sigmoid, Tanh
-from ddsolve.data import DataLaw, GaussianMixtureData, TeacherData
-from ddsolve.schedule import Schedule, schedule_value
+from ddsolve.networks.activations import Activation, PiecewiseLinear, Sigmoid, Tanh
+from ddsolve.networks.data import DataLaw, GaussianMixtureData, TeacherData
+from ddsolve.model.schedule import Schedule, schedule_value
 
 from .base import Dynamics, ParticleFailure, ParticleState
 from .risk import population_risk
@@ -141,7 +141,7 @@ def encode_activation(act: Activation) -> tuple[int, np.ndarray]:
     * piecewise linear: ``[n, b_1..b_n, alpha_0, beta_0, Delta_1..Delta_n]`` with
       :math:`\\sigma(t) = \\alpha_0 + \\beta_0 t + \\sum_j\\Delta_j(t-b_j)_+` (the leftmost
       piece extended; :math:`\\sigma'` takes the right slope at a breakpoint, as
-      :meth:`~ddsolve.activations.PiecewiseLinear.derivative`);
+      :meth:`~ddsolve.networks.activations.PiecewiseLinear.derivative`);
     * sigmoid: ``[rate]``; tanh: ``[]``.
     """
     if isinstance(act, PiecewiseLinear):
@@ -423,12 +423,12 @@ class TwoLayerSGD(Dynamics):
     Parameters
     ----------
     data : DataLaw
-        :class:`~ddsolve.data.GaussianMixtureData` or :class:`~ddsolve.data.TeacherData`
+        :class:`~ddsolve.networks.data.GaussianMixtureData` or :class:`~ddsolve.networks.data.TeacherData`
         (any law with ``dim`` and ``sample`` works; the exact risk and the default
         coordinates need one of these two).
     activation : Activation
-        Piecewise linear, :class:`~ddsolve.activations.Sigmoid` or
-        :class:`~ddsolve.activations.Tanh`.
+        Piecewise linear, :class:`~ddsolve.networks.activations.Sigmoid` or
+        :class:`~ddsolve.networks.activations.Tanh`.
     n : int
         Number of neurons :math:`N`.
     eps : float
@@ -475,9 +475,9 @@ class TwoLayerSGD(Dynamics):
                  names: tuple[str, ...] | None = None,
                  reduce: Callable[[np.ndarray, np.ndarray | None], np.ndarray] | None = None):
         if not isinstance(data, DataLaw):
-            raise ValueError(f"data must be a ddsolve.data.DataLaw, got {type(data).__name__}")
+            raise ValueError(f"data must be a ddsolve.networks.data.DataLaw, got {type(data).__name__}")
         if not isinstance(activation, Activation):
-            raise ValueError(f"activation must be a ddsolve.activations.Activation, got {activation!r}")
+            raise ValueError(f"activation must be a ddsolve.networks.activations.Activation, got {activation!r}")
         self.kind, self.act_params = encode_activation(activation)
 
         def integer(name, value, low):

@@ -22,7 +22,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ddsolve.io import jsonable
+from ddsolve.app.io import jsonable
 
 __all__ = ["PARTICLES_FILE", "ParticleFile", "ParticleSnapshots", "load_particles"]
 

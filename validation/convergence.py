@@ -1,7 +1,7 @@
 r"""Grid-convergence studies of the finite-volume solver against exact solutions.
 
 Each *case* is a function ``error(cells) -> (h, error)`` that solves one problem with a
-known solution (derivations in :mod:`ddsolve.exact`) on a grid with ``cells`` cells per
+known solution (derivations in :mod:`ddsolve.laws.exact`) on a grid with ``cells`` cells per
 axis and returns the mesh size and an error measure. :func:`grid_study` runs a case on a
 sequence of grids and reports the observed orders
 :math:`p_k = \log(e_k/e_{k+1})/\log(h_k/h_{k+1})`.
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ddsolve import GridModel, Model, cartesian, evolve, radial
-from ddsolve.exact import (
+from ddsolve.laws.exact import (
     chi_cell_averages,
     curie_weiss_moments,
     gaussian_2d_cell_averages,
@@ -28,8 +28,8 @@ from ddsolve.exact import (
     ou_moments,
     radial_ou_scale,
 )
-from ddsolve.kernels import QuadraticKernel
-from ddsolve.potentials import ExpressionPotential, QuadraticPotential
+from ddsolve.model.kernels import QuadraticKernel
+from ddsolve.model.potentials import ExpressionPotential, QuadraticPotential
 
 __all__ = ["observed_orders", "l1_distance", "StudyResult", "grid_study", "CASES", "Case"]
 

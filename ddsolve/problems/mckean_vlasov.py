@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..coordinates import Coordinates
-from ..kernels import (
+from ddsolve.grid.coordinates import Coordinates
+from ddsolve.model.kernels import (
     KERNELS,
     AttractiveRepulsiveKernel,
     ConvolutionExpressionKernel,
@@ -28,19 +28,9 @@ from ..kernels import (
     QuadraticKernel,
     make_kernel,
 )
-from ..potentials import POTENTIALS, ExpressionPotential, Potential, make_potential
-from .base import (
-    REQUIRED,
-    ConfigError,
-    Expression,
-    Fixed,
-    Numeric,
-    Param,
-    Problem,
-    Real,
-    config_key,
-    when_equals,
-)
+from ddsolve.model.potentials import POTENTIALS, ExpressionPotential, Potential, make_potential
+from ddsolve.schema import REQUIRED, ConfigError, Expression, Fixed, Numeric, Param, Real, config_key, when_equals
+from ddsolve.problems.base import Problem
 
 __all__ = [
     "potential_params",

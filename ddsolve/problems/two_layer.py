@@ -4,11 +4,11 @@ Network :math:`\hat y(x) = \frac1N\sum_i\sigma_*(x;\theta_i)` with
 :math:`\sigma_*(x;\theta) = \sigma(\langle w,x\rangle)` (``trained = ["w"]``) or
 :math:`a\,\sigma(\langle w,x\rangle)` (``trained = ["w", "a"]``), square loss, data from
 the isotropic or anisotropic Gaussian laws of Mei, Montanari & Nguyen (PNAS 2018, §3;
-:mod:`ddsolve.data`). Then :math:`V(\theta) = -\mathbb{E}[y\sigma_*]`,
+:mod:`ddsolve.networks.data`). Then :math:`V(\theta) = -\mathbb{E}[y\sigma_*]`,
 :math:`U = \mathbb{E}[\sigma_*\sigma_*']`, risk :math:`R(\rho) = \mathbb{E}y^2 + 2\int V\rho
 + \iint U\rho\rho` (written to ``diagnostics.csv`` as ``risk``), and for a law of
 :math:`w` invariant under rotations (of each block) the dynamics closes exactly on the
-block norms (:mod:`ddsolve.reduction`):
+block norms (:mod:`ddsolve.networks.reduction`):
 
 * isotropic data, ``trained = ["w"]``: :math:`r = |w|`, radial grid of dimension ``dim``;
 * isotropic data, ``trained = ["w", "a"]``: :math:`(r, a)`, radial axis × charge axis;
@@ -17,7 +17,7 @@ block norms (:mod:`ddsolve.reduction`):
 * teacher–student data (one teacher neuron :math:`y = a_*\sigma(\tau_*\langle e,x\rangle)`,
   :math:`x\sim N(0,I_d)`): :math:`(s, u) = (|w - \langle w,e\rangle e|, \langle w,e\rangle)`,
   a radial axis of dimension ``dim - 1`` and a signed axis ``u``
-  (:class:`~ddsolve.reduction.TeacherReduction`).
+  (:class:`~ddsolve.networks.reduction.TeacherReduction`).
 
 On the two Gaussian-mixture laws the classes are centred, so only the even part of
 :math:`\sigma` matters: for sigmoid and tanh (a constant plus an odd function)
@@ -27,7 +27,7 @@ meaningful with teacher data.
 **Time.** Mei–Montanari–Nguyen run SGD with step :math:`s_k = \varepsilon\,\xi_{\rm MMN}(k\varepsilon)`
 and find :math:`\partial_t\rho = 2\xi_{\rm MMN}\nabla\cdot(\rho\nabla\Psi)` at
 :math:`t = k\varepsilon`. ddsolve's equation is :math:`\partial_t\rho =
-\xi\nabla\cdot(\rho\nabla(\Psi + \beta^{-1}\log(\rho/m)))` (:mod:`ddsolve.schedule`), so
+\xi\nabla\cdot(\rho\nabla(\Psi + \beta^{-1}\log(\rho/m)))` (:mod:`ddsolve.model.schedule`), so
 ``xi`` is :math:`2\xi_{\rm MMN}`: the default ``xi = 2`` is MMN's constant schedule
 :math:`\xi_{\rm MMN}\equiv1`, and PDE time is the number of SGD steps times
 :math:`\varepsilon`. Noisy SGD at inverse temperature ``beta`` adds
@@ -43,23 +43,11 @@ from dataclasses import dataclass
 from typing import Any
 
 
-from ..activations import ACTIVATIONS, Activation, make_activation
-from ..data import DataLaw, GaussianMixtureData
-from ..reduction import ANGLE_MODES, ReducedKernel, ReducedPotential, TeacherReduction, TwoLayerReduction
-from .base import (
-    REQUIRED,
-    Choice,
-    ConfigError,
-    Integer,
-    ListOf,
-    OneOf,
-    Param,
-    Problem,
-    Real,
-    ScheduleSpec,
-    config_key,
-    when_equals,
-)
+from ddsolve.networks.activations import ACTIVATIONS, Activation, make_activation
+from ddsolve.networks.data import DataLaw, GaussianMixtureData
+from ddsolve.networks.reduction import ANGLE_MODES, ReducedKernel, ReducedPotential, TeacherReduction, TwoLayerReduction
+from ddsolve.schema import REQUIRED, Choice, ConfigError, Integer, ListOf, OneOf, Param, Real, ScheduleSpec, config_key, when_equals
+from ddsolve.problems.base import Problem
 
 __all__ = ["TwoLayer", "NetworkInitial", "NetworkSpec", "build_reduction", "build_network"]
 
@@ -72,7 +60,7 @@ def _trains_a(params: Mapping[str, Any]) -> bool:
 
 
 def build_reduction(params: Mapping[str, Any]) -> TwoLayerReduction:
-    """The :class:`~ddsolve.reduction.TwoLayerReduction` of resolved ``[model]`` parameters."""
+    """The :class:`~ddsolve.networks.reduction.TwoLayerReduction` of resolved ``[model]`` parameters."""
     with config_key("model.activation"):
         act = make_activation(params["activation"], params.get("breakpoints"), params.get("values"),
                               params.get("outer_slopes", (0.0, 0.0)))
@@ -106,7 +94,7 @@ class NetworkSpec:
     Attributes
     ----------
     data : DataLaw
-        Sampler of ``(x, y)``; for teacher data a :class:`~ddsolve.data.TeacherData`
+        Sampler of ``(x, y)``; for teacher data a :class:`~ddsolve.networks.data.TeacherData`
         whose teacher direction is :math:`e_1`.
     activation : Activation
     train_a : bool
@@ -153,8 +141,8 @@ class NetworkInitial:
     radius is :math:`r_b = (\kappa/\sqrt d)\,\chi_{n_b}` (exactly, on the grid), and the
     output weight :math:`a\sim N(a_{\rm mean}, a_{\rm std}^2)` when it is trained.
 
-    An initial kind in the sense of :class:`ddsolve.initial.InitialKind` (same
-    attributes; not a subclass, because :mod:`ddsolve.initial` imports the problems)."""
+    An initial kind in the sense of :class:`ddsolve.laws.initial.InitialKind` (same
+    attributes; not a subclass, because :mod:`ddsolve.laws.initial` imports the problems)."""
 
     name = "network"
     doc = ("w ~ N(0, kappa^2/d I_d) with kappa from [model] (r = kappa chi_d / sqrt(d), per "
@@ -168,7 +156,7 @@ class NetworkInitial:
     is_law = True
 
     def log_density(self, params, ctx):
-        from ..initial import gaussian_log_cell_averages
+        from ddsolve.laws.initial import gaussian_log_cell_averages
 
         mp = ctx.model_params
         if "kappa" not in mp or "dim" not in mp:

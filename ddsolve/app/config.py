@@ -1,0 +1,386 @@
+"""Run configuration: TOML → validated plain dict → objects.
+
+A config file has five sections (plus those of other commands, such as ``[particles]``)::
+
+    [model]    problem = "<name>" plus that problem's parameters (``ddsolve problems``)
+    [grid]     bounds, cells, periodic | coordinates = "radial", dim, r_max, cells;
+               optional charge axis charge_bounds, charge_cells
+    [initial]  kind = "gaussian" | "uniform" | "mixture" | "expression" | problem kinds
+    [scheme]   name, order, theta, implicit, rk_order, cfl, dt, dt_min, newton_tol,
+               max_newton, interaction
+    [run]      t_final, save_every, out, seed
+
+:func:`resolve` checks every key against its declared :class:`~ddsolve.problems.base.Param`
+(unknown keys, wrong types and impossible values raise :class:`ConfigError` naming the
+dotted key) and fills in defaults. The result is a plain dict of TOML/JSON values that
+resolves to itself again (non-finite numbers are written to JSON as ``"inf"``, which
+is accepted back). :func:`build` turns it into coordinates, model and initial density;
+errors found only then (an expression that does not parse, a Kuramoto problem on a
+non-periodic grid, an initial density that is negative or has no mass on the grid)
+are :class:`ConfigError` as well.
+
+The interaction method (``auto | dense | fft | separable``) is a numerical choice, so it
+lives in ``[scheme] interaction``, not in ``[model]``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ddsolve.grid.coordinates import Coordinates, cartesian, radial, with_charge
+from ddsolve.laws.initial import InitialContext, InitialDensity, initial_density, resolve_initial
+from ddsolve.grid.interaction import INTERACTION_METHODS
+from ddsolve.model.base import Model
+from ddsolve.problems import get_problem
+from ddsolve.schema import REQUIRED, Boolean, Bounds, Choice, ConfigError, Integer, ListOf, Param, Real, Text, ValueType, When, config_key, format_table, resolve_table, when_equals
+from ddsolve.problems.base import Problem
+from ddsolve.schemes import scheme_names
+from ddsolve.app.commands import extension_sections
+
+__all__ = [
+    "ConfigError",
+    "SECTIONS",
+    "SOLVER_SECTIONS",
+    "resolve_model",
+    "GRID_PARAMS",
+    "SCHEME_PARAMS",
+    "RUN_PARAMS",
+    "MAX_SNAPSHOTS",
+    "resolve",
+    "load_config",
+    "read_toml",
+    "parse_override",
+    "apply_overrides",
+    "Setup",
+    "build",
+    "build_coordinates",
+    "describe_schema",
+]
+
+SECTIONS = ("model", "grid", "initial", "scheme", "run")
+#: the sections of a PDE run; sections owned by other commands (``[particles]``, see
+#: :func:`ddsolve.app.commands.extension_sections`) are passed through unchanged
+SOLVER_SECTIONS = ("scheme", "run")
+MAX_SNAPSHOTS = 100_000
+
+
+class _SchemeName(ValueType):
+    """A scheme registered in :mod:`ddsolve.schemes.registry`."""
+
+    def check(self, value, key):
+        return Choice(scheme_names()).check(value, key)
+
+    def describe(self):
+        return Choice(scheme_names()).describe()
+
+
+_cartesian = when_equals("coordinates", "cartesian")
+_radial = when_equals("coordinates", "radial")
+_explicit = when_equals("implicit", False)
+_implicit = when_equals("implicit", True)
+
+GRID_PARAMS: tuple[Param, ...] = (
+    Param("coordinates", Choice(("cartesian", "radial")), "cartesian",
+          "cartesian box/torus, or the radius r = |theta| of a rotation-invariant law on R^dim"),
+    Param("bounds", Bounds(), REQUIRED, "extent of each axis", when=_cartesian),
+    Param("dim", ListOf(Integer(low=1), 1, 2, scalar_ok=True), REQUIRED,
+          "dimension d of the space R^d (m(r) = r^(d-1)); two entries [d1, d2] for the block "
+          "radii (r1, r2) of a law on R^d1 x R^d2 (m = r1^(d1-1) r2^(d2-1))", when=_radial),
+    Param("r_max", ListOf(Real(low=0, low_open=True), 1, 2, scalar_ok=True), REQUIRED,
+          "outer radius R of [0, R] (one per radial axis, or one for both)", when=_radial),
+    Param("cells", ListOf(Integer(low=2), 1, 2, scalar_ok=True), REQUIRED,
+          "number of cells (per axis)"),
+    Param("periodic", ListOf(Boolean(), 1, 2, scalar_ok=True), lambda p: [False] * len(p["bounds"]),
+          "periodic axes (a torus direction); otherwise no-flux", when=_cartesian, default_doc="false"),
+    Param("charge_bounds", ListOf(Real(), 2, 2), None, "[cmin, cmax] of an added charge axis c (1D base)"),
+    Param("charge_cells", Integer(low=2), REQUIRED, "cells on the charge axis",
+          when=When("charge_bounds is given", lambda p: "charge_bounds" in p)),
+    Param("charge_name", Text(), "c", "name of the charge axis (diagnostics mean_<name>)",
+          when=When("charge_bounds is given", lambda p: "charge_bounds" in p)),
+)
+
+SCHEME_PARAMS: tuple[Param, ...] = (
+    Param("name", _SchemeName(), "fv", "finite volume (Carrillo, Chertock & Huang 2015)"),
+    Param("implicit", Boolean(), False,
+          "Newton-based implicit stepping (fixed step dt; see time_order, flux) instead of SSP-RK"),
+    Param("order", Choice((1, 2)), lambda p: 1 if p["implicit"] else 2,
+          "1: upwind; 2: minmod-limited reconstruction (explicit only)",
+          default_doc="2 (explicit), 1 (implicit)"),
+    Param("theta", Real(1.0, 2.0), 2.0, "generalised minmod parameter", when=when_equals("order", 2)),
+    Param("interaction", Choice(INTERACTION_METHODS), "auto",
+          "how U*rho is applied: auto, dense matrix, fft (U = W(x - y)), separable"),
+    Param("rk_order", Choice((1, 2, 3)), 3,
+          "order of the SSP Runge-Kutta method: 1 Euler, 2 SSPRK(3,2), 3 SSPRK(4,3)", when=_explicit),
+    Param("cfl", Real(0.0, 1.0, low_open=True), 0.9, "fraction of the positivity/diffusion step bound",
+          when=_explicit),
+    Param("dt", Real(low=0, low_open=True), None,
+          "maximum step (explicit) or the fixed step (implicit, required there)",
+          default_doc="none (explicit); required (implicit)"),
+    Param("dt_min", Real(low=0, low_open=True), lambda p: 1e-12 if p["implicit"] else 1e-14,
+          "a step below this is a failure (explicit: the step bound; implicit: after halving)",
+          default_doc="1e-14 (explicit), 1e-12 (implicit)"),
+    Param("time_order", Choice((1, 2)), 1, "1: backward Euler; 2: BDF2 (variable step)",
+          when=_implicit),
+    Param("flux", Choice(("upwind", "logmean")), "upwind",
+          "implicit face flux: first-order upwind (any beta) or the second-order log-mean "
+          "flux (finite beta)", when=_implicit),
+    Param("newton_tol", Real(low=0, low_open=True), 1e-10, "Newton tolerance (L1 norm of the residual)",
+          when=_implicit),
+    Param("max_newton", Integer(low=1), 30, "Newton iterations before the step is halved", when=_implicit),
+)
+
+RUN_PARAMS: tuple[Param, ...] = (
+    Param("t_final", Real(low=0, low_open=True), REQUIRED, "final time"),
+    Param("save_every", Real(low=0, low_open=True), lambda p: p["t_final"] / 10,
+          "interval between saved snapshots (t = 0 and t_final are always saved)",
+          default_doc="t_final / 10"),
+    Param("out", Text(), "out", "output directory (relative to the working directory); --out overrides"),
+    Param("seed", Integer(low=0), 0, "seed of the random generator (random initial laws)"),
+)
+
+
+# ---------------------------------------------------------------------------------------
+# resolution
+# ---------------------------------------------------------------------------------------
+def _resolve_grid(raw: Mapping[str, Any]) -> dict[str, Any]:
+    grid = resolve_table(raw, GRID_PARAMS, "grid")
+    n = len(grid["bounds"]) if grid["coordinates"] == "cartesian" else len(grid["dim"])
+    for name in ("cells", "periodic", "r_max"):
+        if name in grid:
+            values = grid[name]
+            if len(values) not in (1, n):
+                raise ConfigError(f"grid.{name}", f"needs 1 or {n} entries for {n} axis/axes, got {len(values)}")
+            grid[name] = list(values) * n if len(values) == 1 else list(values)
+    if "charge_bounds" in grid:
+        lo, hi = grid["charge_bounds"]
+        if not lo < hi:
+            raise ConfigError("grid.charge_bounds", f"lower bound must be below the upper bound, got {[lo, hi]}")
+        if n != 1:
+            raise ConfigError("grid.charge_bounds", "a charge axis is added to a 1D grid only")
+        name = grid["charge_name"]
+        base = "r" if grid["coordinates"] == "radial" else "x"
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name == base:
+            raise ConfigError("grid.charge_name", f"must be an identifier other than {base!r}, got {name!r}")
+    return grid
+
+
+def _resolve_scheme(raw: Mapping[str, Any]) -> dict[str, Any]:
+    scheme = resolve_table(raw, SCHEME_PARAMS, "scheme")
+    if scheme["implicit"] and scheme["order"] != 1:
+        raise ConfigError("scheme.order", "the implicit scheme is first-order upwind: order must be 1")
+    if scheme["implicit"] and "dt" not in scheme:
+        raise ConfigError("scheme.dt", "required when scheme.implicit = true (the fixed step): "
+                                       "a positive number")
+    return scheme
+
+
+def _resolve_run(raw: Mapping[str, Any]) -> dict[str, Any]:
+    run = resolve_table(raw, RUN_PARAMS, "run")
+    if run["t_final"] / run["save_every"] > MAX_SNAPSHOTS:
+        raise ConfigError("run.save_every", f"would save more than {MAX_SNAPSHOTS} snapshots; "
+                                            f"must be >= t_final / {MAX_SNAPSHOTS}")
+    return run
+
+
+def resolve_model(raw: Mapping[str, Any]) -> tuple[Problem, dict[str, Any]]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("model", f"must be a table of keys, got {raw!r}")
+    if "problem" not in raw:
+        from ddsolve.problems import problem_names
+
+        raise ConfigError("model.problem", f"required: one of {', '.join(problem_names())}")
+    problem = get_problem(raw["problem"])
+    params = problem.resolve({k: v for k, v in raw.items() if k != "problem"})
+    return problem, {"problem": problem.name, **params}
+
+
+def all_sections() -> tuple[str, ...]:
+    """ddsolve's sections, then those of the registered commands."""
+    return SECTIONS + tuple(s for s in extension_sections() if s not in SECTIONS)
+
+
+def resolve(raw: Mapping[str, Any], *, solver: bool = True) -> dict[str, Any]:
+    """Validate a raw config (as read from TOML, or a resolved one) and fill in defaults.
+
+    Returns a new dict with the sections ``model, grid, initial, scheme, run`` (and
+    the sections of other commands, such as ``particles``, copied unchanged if present). With ``solver=False`` (particle runs)
+    ``[scheme]`` and ``[run]`` are not required and not resolved.
+
+    Raises
+    ------
+    ConfigError
+        Naming the offending dotted key.
+    """
+    if not isinstance(raw, Mapping):
+        raise ConfigError("config", "must be a table of sections")
+    for name in raw:
+        if name not in all_sections():
+            raise ConfigError(str(name), f"unknown section; allowed sections: {', '.join(all_sections())}")
+    problem, model = resolve_model(raw.get("model", {}))
+    grid_raw = raw.get("grid", {})
+    if isinstance(grid_raw, Mapping):
+        params = {k: v for k, v in model.items() if k != "problem"}
+        defaults = problem.grid_defaults(params)
+        if "charge_bounds" not in grid_raw:
+            defaults.pop("charge_name", None)  # only meaningful with a charge axis
+        grid_raw = {**defaults, **grid_raw}
+    out = {
+        "model": model,
+        "grid": _resolve_grid(grid_raw),
+        "initial": resolve_initial(raw.get("initial", {}), problem.initial_kinds(),
+                                   problem.default_initial),
+    }
+    if solver:
+        out["scheme"] = _resolve_scheme(raw.get("scheme", {}))
+        out["run"] = _resolve_run(raw.get("run", {}))
+    for name in extension_sections():  # checked by the command that owns them
+        if name in raw:
+            if not isinstance(raw[name], Mapping):
+                raise ConfigError(name, f"must be a table of keys, got {raw[name]!r}")
+            out[name] = copy.deepcopy(dict(raw[name]))
+    return out
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file; errors are :class:`ConfigError` on the key ``config``."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError("config", f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError("config", f"is a directory, not a file: {path}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError("config", f"{path}: invalid TOML: {err}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:  # e.g. a 5000-digit integer
+        raise ConfigError("config", f"{path}: unreadable value: {err}") from None
+    except PermissionError:
+        raise ConfigError("config", f"cannot read {path}: permission denied") from None
+
+
+def load_config(path: str | Path, overrides: Iterable[str | tuple[str, Any]] = ()) -> dict[str, Any]:
+    """Read, override (``--set`` strings or ``(key, value)`` pairs) and resolve a config file."""
+    return resolve(apply_overrides(read_toml(path), overrides))
+
+
+# ---------------------------------------------------------------------------------------
+# --set key=value
+# ---------------------------------------------------------------------------------------
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)+$")
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML value (``3``, ``inf``, ``[100]``, ``true``, ``{kind="power", ...}``); text
+    that is not TOML (a bare word, an expression) is taken as a string."""
+    try:
+        doc = tomllib.loads(f"v = {text}")
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError):  # ValueError: huge integers
+        return text
+    return doc["v"] if list(doc) == ["v"] else text
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``section.key=value`` into the dotted key and its parsed value.
+
+    >>> parse_override("model.beta=inf")
+    ('model.beta', inf)
+    """
+    if not isinstance(text, str) or "=" not in text:
+        raise ConfigError("--set", f"expected section.key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    key = key.strip()
+    if not _KEY.match(key):
+        raise ConfigError("--set", f"expected a dotted key like model.beta, got {key!r}")
+    return key, _parse_value(value.strip())
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str | tuple[str, Any]]) -> dict[str, Any]:
+    """A deep copy of ``raw`` with each override applied, creating tables and keys as
+    needed (they are validated later like keys from the file)."""
+    out = copy.deepcopy(dict(raw))
+    for item in overrides:
+        key, value = parse_override(item) if isinstance(item, str) else item
+        parts = key.split(".")
+        if parts[0] not in all_sections():
+            raise ConfigError(parts[0], f"unknown section; allowed sections: {', '.join(all_sections())}")
+        if len(parts) < 2:
+            raise ConfigError(key, "cannot replace a whole section; set one key, e.g. model.beta=2")
+        node = out
+        for depth, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(".".join(parts[: depth + 1]),
+                                  f"is not a table, cannot set {key}; set the whole value instead")
+        node[parts[-1]] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# objects
+# ---------------------------------------------------------------------------------------
+@dataclass
+class Setup:
+    """The objects a resolved config describes."""
+
+    config: dict[str, Any]
+    problem: Problem
+    coords: Coordinates
+    model: Model
+    initial: InitialDensity
+
+    @property
+    def model_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.config["model"].items() if k != "problem"}
+
+
+def build_coordinates(grid: Mapping[str, Any]) -> Coordinates:
+    """Coordinates of a resolved ``[grid]`` section."""
+    with config_key("grid"):
+        if grid["coordinates"] == "radial":
+            coords = radial(grid["dim"], grid["r_max"], grid["cells"])
+        else:
+            coords = cartesian(grid["bounds"], grid["cells"], grid["periodic"])
+        if "charge_bounds" in grid:
+            coords = with_charge(coords, grid["charge_bounds"], grid["charge_cells"], grid["charge_name"])
+    return coords
+
+
+def build(config: Mapping[str, Any], *, solver: bool = True, seed: int | None = None) -> Setup:
+    """Resolve ``config`` and build coordinates, model and initial density.
+
+    ``solver=False`` builds without the ``[scheme]``/``[run]`` sections (particle
+    runs); ``seed`` then seeds random initial laws (default ``[run] seed``).
+
+    Raises
+    ------
+    ConfigError
+        For invalid keys or values, including those only detectable on the grid.
+    """
+    config = resolve(config, solver=solver)
+    problem = get_problem(config["model"]["problem"])
+    coords = build_coordinates(config["grid"])
+    problem.check_coordinates(coords)
+    params = {k: v for k, v in config["model"].items() if k != "problem"}
+    model = problem.build_model(params, coords)
+    if seed is None:
+        seed = config["run"]["seed"] if "run" in config else 0
+    ctx = InitialContext(coords, np.random.default_rng(seed), params)
+    init = initial_density(config["initial"], ctx, problem.initial_kinds())
+    return Setup(config, problem, coords, model, init)
+
+
+def describe_schema() -> str:
+    """The ``[grid]``, ``[scheme]`` and ``[run]`` tables, for ``ddsolve problems``."""
+    blocks = []
+    for name, params in (("grid", GRID_PARAMS), ("scheme", SCHEME_PARAMS), ("run", RUN_PARAMS)):
+        blocks.append(f"[{name}]\n" + format_table(params, "  "))
+    return "\n".join(blocks)

@@ -1,0 +1,42 @@
+"""The finite-volume steppers, registered in :mod:`ddsolve.schemes.registry` as
+``("fv", False)`` (SSP Runge–Kutta, adaptive step under the positivity bound of CCH
+Thm 3.1) and ``("fv", True)`` (backward Euler / BDF2 with Newton, fixed step)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ddsolve.grid.grid_model import GridModel
+from ddsolve.schemes.fv.pde import DistributionalDynamicsPDE
+from ddsolve.schemes.fv.ssprk import SSPRKSolver
+from ddsolve.schemes.registry import register_stepper
+from ddsolve.schema import config_key
+
+__all__ = ["explicit_fv", "implicit_fv"]
+
+
+def _given(options: Mapping[str, Any], *names: str, **renamed: str) -> dict[str, Any]:
+    """The options that are set (absent ones keep the solver's defaults)."""
+    out = {n: options[n] for n in names if options.get(n) is not None}
+    out.update({new: options[old] for new, old in renamed.items() if options.get(old) is not None})
+    return out
+
+
+@register_stepper("fv", implicit=False, doc="finite volume, SSP Runge-Kutta with adaptive CFL step")
+def explicit_fv(grid_model: GridModel, options: Mapping[str, Any]):
+    eq = DistributionalDynamicsPDE(grid_model, **_given(options, "order", "theta"))
+    return eq, SSPRKSolver(eq, **_given(options, "rk_order", "cfl", "dt_min", dt_max="dt"))
+
+
+@register_stepper("fv", implicit=True, doc="finite volume, backward Euler or BDF2 with Newton")
+def implicit_fv(grid_model: GridModel, options: Mapping[str, Any]):
+    from ddsolve.schemes.fv.implicit import ImplicitEulerSolver
+
+    if options.get("dt") is None:
+        raise ValueError("implicit stepping needs dt")
+    eq = DistributionalDynamicsPDE(grid_model, order=1, **_given(options, "theta"))
+    with config_key("scheme.flux"):  # e.g. the log-mean flux without diffusion
+        solver = ImplicitEulerSolver(eq, **_given(options, "dt", "time_order", "flux", "newton_tol",
+                                                  "max_newton", "dt_min"))
+    return eq, solver

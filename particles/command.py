@@ -1,0 +1,43 @@
+"""``ddsolve particles CONFIG.toml [--out DIR] [--set key=value ...] [--quiet]``.
+
+Registered with ddsolve through the entry-point group ``ddsolve.commands`` (see
+``pyproject.toml``), so the core ``ddsolve`` package never imports this package. The
+command owns the ``[particles]`` section (:mod:`particles.config`).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ddsolve.app.builtin_commands import add_run_arguments, read_raw_config
+from ddsolve.app.commands import Command
+
+__all__ = ["ParticlesCommand"]
+
+
+class ParticlesCommand(Command):
+    """Run finite-N particle dynamics of the config's model (:mod:`particles.runner`)."""
+
+    name = "particles"
+    help = "run finite-N particle dynamics (SGD, Langevin, agents) from a TOML config with a [particles] section"
+    sections = ("particles",)
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_run_arguments(parser, "particles", "particles.n=2000")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from particles.runner import run_particles
+
+        result = run_particles(read_raw_config(args, "particles"), progress=not args.quiet)
+        if not args.quiet:
+            s = result.summary
+            final = s["final"]
+            extra = "".join(f", {k} {final[k]:.8g}" for k in ("risk", "loss", "energy") if k in final)
+            print(f"ddsolve: {s['dynamics']['method']}: t={final['t']:.6g} reached in {s['steps']} "
+                  f"steps ({s['wall_time']:.2f} s){extra}; output in {result.out_dir}")
+        return 0
+
+    def describe(self) -> str:
+        from particles.config import describe_particles
+
+        return f"Particle runs (ddsolve particles):\n\n{describe_particles()}"
