@@ -1,4 +1,5 @@
-r"""Exact solutions used as references by the tests, benchmarks and validation.
+r"""Exact solutions: the initial laws of runs (Gaussian and chi cell averages) and the
+references of the tests, benchmarks and validation.
 
 Each function states its derivation; all return *cell averages* on a grid so errors
 measure the scheme, not the sampling.
