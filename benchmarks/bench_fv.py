@@ -27,9 +27,21 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:  # running the script by path puts it there; importing may not
     sys.path.insert(0, _HERE)
 
-from _harness import (add_blas_threads_arg, add_common_args, finish, fmt_t, log,  # noqa: E402
-                      make_parser, run_meta, run_parts, set_blas_threads, table, time_per_call,
-                      timed, write_json)
+from _harness import (  # noqa: E402
+    add_blas_threads_arg,
+    add_common_args,
+    finish,
+    fmt_t,
+    log,
+    make_parser,
+    run_meta,
+    run_parts,
+    set_blas_threads,
+    table,
+    time_per_call,
+    timed,
+    write_json,
+)
 
 
 def parse_args(argv=None):
@@ -69,8 +81,15 @@ import pde  # noqa: E402
 from scipy.special import erfc  # noqa: E402
 
 import ddsolve  # noqa: E402
-from ddsolve import (DistributionalDynamicsPDE, GridModel, Model, SSPRKSolver,  # noqa: E402
-                     cartesian, make_kernel, make_potential)
+from ddsolve import (  # noqa: E402
+    DistributionalDynamicsPDE,
+    GridModel,
+    Model,
+    SSPRKSolver,
+    cartesian,
+    make_kernel,
+    make_potential,
+)
 from ddsolve.schemes.fv import kernels as fv  # noqa: E402
 from ddsolve.schemes.fv.pde import pack_interaction  # noqa: E402
 

@@ -36,8 +36,18 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:  # running the script by path puts it there; importing may not
     sys.path.insert(0, _HERE)
 
-from _harness import (add_blas_threads_arg, add_common_args, fmt_t, log, make_parser,  # noqa: E402
-                      run_meta, set_blas_threads, table, timed, write_json)
+from _harness import (  # noqa: E402
+    add_blas_threads_arg,
+    add_common_args,
+    fmt_t,
+    log,
+    make_parser,
+    run_meta,
+    set_blas_threads,
+    table,
+    timed,
+    write_json,
+)
 
 
 def parse_args(argv=None):

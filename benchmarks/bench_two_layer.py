@@ -29,8 +29,20 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:  # running the script by path puts it there; importing may not
     sys.path.insert(0, _HERE)
 
-from _harness import (add_blas_threads_arg, add_common_args, finish, fmt_t, log,  # noqa: E402
-                      make_parser, run_meta, run_parts, set_blas_threads, table, timed, write_json)
+from _harness import (  # noqa: E402
+    add_blas_threads_arg,
+    add_common_args,
+    finish,
+    fmt_t,
+    log,
+    make_parser,
+    run_meta,
+    run_parts,
+    set_blas_threads,
+    table,
+    timed,
+    write_json,
+)
 
 
 def parse_args(argv=None):
@@ -57,9 +69,9 @@ import numpy as np  # noqa: E402
 
 import ddsolve  # noqa: E402
 from ddsolve.app.config import build  # noqa: E402
+from ddsolve.app.runner import run  # noqa: E402
 from ddsolve.grid.grid_model import GridModel  # noqa: E402
 from ddsolve.networks.reduction import reduced_kernel_by_quadrature  # noqa: E402
-from ddsolve.app.runner import run  # noqa: E402
 
 R_MAX, DIM, DELTA, KAPPA = 4.0, 320, 0.5, 0.4
 TAB_TARGET, RUN_TARGET = 5.0, 30.0

@@ -3,13 +3,13 @@ wide two-layer networks, and McKean–Vlasov equations in general)."""
 
 from ddsolve.grid.coordinates import Axis, Coordinates, cartesian, radial, with_charge
 from ddsolve.grid.grid_model import GridModel
-from ddsolve.schemes.fv.pde import DistributionalDynamicsPDE
-from ddsolve.model.kernels import make_kernel
 from ddsolve.model.base import Model
+from ddsolve.model.kernels import make_kernel
 from ddsolve.model.potentials import make_potential
 from ddsolve.model.schedule import Schedule
-from ddsolve.schemes.fv.ssprk import SolverFailure, SSPRKSolver
 from ddsolve.schemes.evolve import evolve
+from ddsolve.schemes.fv.pde import DistributionalDynamicsPDE
+from ddsolve.schemes.fv.ssprk import SolverFailure, SSPRKSolver
 
 __version__ = "0.1.0"
 

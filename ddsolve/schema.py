@@ -27,6 +27,10 @@ from ddsolve.model.expressions import ExpressionError, check_expression
 from ddsolve.model.schedule import Schedule
 
 __all__ = [
+    "check_argument",
+    "POSITIVE",
+    "POSITIVE_OR_INF",
+    "NON_NEGATIVE",
     "ConfigError",
     "config_key",
     "ValueType",
@@ -528,3 +532,34 @@ def format_table(params: Sequence[Param], indent: str = "  ") -> str:
         lines.append(f"{indent}    {p.doc}" if p.doc else f"{indent}    ")
         lines.append(f"{indent}    allowed: {p.type.describe()}")
     return "\n".join(lines)
+
+
+POSITIVE = Real(low=0.0, low_open=True)
+"""A finite number > 0."""
+POSITIVE_OR_INF = Real(low=0.0, low_open=True, allow_inf=True)
+"""A number > 0 or inf (an inverse temperature)."""
+NON_NEGATIVE = Real(low=0.0)
+"""A finite number >= 0."""
+
+
+def check_argument(name: str, value: Any, kind: ValueType, owner: str | None = None) -> Any:
+    """Check a Python argument with the config vocabulary.
+
+    Returns the checked value (``float`` for :class:`Real`, ``int`` for :class:`Integer`);
+    raises ``ValueError("<owner>: <name> must be <allowed>, got <value>")``, so the
+    constructors of the package and the config file accept and refuse the same values.
+
+    Examples
+    --------
+    >>> check_argument("dt", 0.1, POSITIVE)
+    0.1
+    >>> check_argument("n", 0, Integer(low=1))
+    Traceback (most recent call last):
+    ...
+    ValueError: n must be an integer >= 1, got 0
+    """
+    try:
+        return kind.check(value, name)
+    except ConfigError as err:
+        where = f"{owner}: " if owner else ""
+        raise ValueError(f"{where}{name} {err.message}") from None

@@ -15,10 +15,10 @@ here. With gamma = 0.002 instead of 0.05 every HMM agent stays in the shallow ba
 (tests/test_particles_hmm.py), so the escape comes from the smoothing.
 """
 import argparse
-import tomllib
 from pathlib import Path
 
 import numpy as np
+import tomllib
 from matplotlib.figure import Figure
 
 from ddsolve.app.cli import main as ddsolve_main

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ddsolve.networks.activations import make_activation
 from ddsolve.app.io import DiagnosticsCSV
+from ddsolve.networks.activations import make_activation
 from particles.datasets import EmpiricalData, digits
 from particles.risk import population_risk
 from particles.sgd import TwoLayerSGD

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ddsolve.laws.exact import relu_noisy_stationary
 from ddsolve.app.results import run_example
+from ddsolve.laws.exact import relu_noisy_stationary
 
 CONFIG = Path(__file__).with_name("mmn_anisotropic.toml")
 

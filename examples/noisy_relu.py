@@ -9,7 +9,6 @@ beta = 50) and prints the L1 distance of the final density to the exact Gamma ce
 averages, the exact vs PDE mean of r, F(T) against the free energy of the exact law, and
 the observed order of the L1 error on 75 / 150 / 300 cells.
 """
-import argparse
 import math
 from pathlib import Path
 
@@ -17,9 +16,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy.special import gammaln
 
-from ddsolve.app.cli import main as ddsolve_main
+from ddsolve.app.results import example_out, load_run, run_or_exit
 from ddsolve.laws.exact import gamma_cell_averages, relu_noisy_stationary
-from ddsolve.app.results import load_run
 
 CONFIG = Path(__file__).with_name("noisy_relu.toml")
 REFINE = (75, 150)                    # coarser grids; the toml's grid is the finest
@@ -40,15 +38,11 @@ def exact_free_energy(ex, beta):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="runs/noisy_relu")
-    out = Path(ap.parse_args().out)
-    if ddsolve_main(["run", str(CONFIG), "--out", str(out), "--quiet"]) != 0:
-        raise SystemExit("ddsolve run failed")
+    out = example_out(__doc__, "runs/noisy_relu")
+    run_or_exit("run", str(CONFIG), "--out", str(out))
     for n in REFINE:
-        if ddsolve_main(["run", str(CONFIG), "--out", str(out / f"cells_{n}"), "--quiet",
-                         "--set", f"grid.cells={n}", "--set", "run.save_every=50"]) != 0:
-            raise SystemExit(f"ddsolve run failed for {n} cells")
+        run_or_exit("run", str(CONFIG), "--out", str(out / f"cells_{n}"),
+                    "--set", f"grid.cells={n}", "--set", "run.save_every=50")
 
     run = load_run(out)
     m, diag, T = run.setup.config["model"], run.diagnostics, run.times[-1]

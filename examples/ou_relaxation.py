@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ddsolve.laws.exact import gaussian_cell_averages, ou_moments
 from ddsolve.app.results import run_example
+from ddsolve.laws.exact import gaussian_cell_averages, ou_moments
 
 CONFIG = Path(__file__).with_name("ou_relaxation.toml")
 

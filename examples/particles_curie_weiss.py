@@ -8,27 +8,21 @@ difference of the initial magnetisations is amplified while m(t) grows (|diff| ~
 t = 2..10 for a 2e-3 initial difference) and shrinks again once both sit in the well; at
 t = 30 m(t) agrees to the particle noise and the law to the histogram noise.
 """
-import argparse
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from ddsolve.app.cli import main as ddsolve_main
 from ddsolve.app.io import read_diagnostics
-from ddsolve.app.results import load_run
+from ddsolve.app.results import example_out, load_run, run_or_exit
 from particles.storage import load_particles
 
 CONFIG = Path(__file__).with_name("particles_curie_weiss.toml")
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="runs/particles_curie_weiss")
-    out = Path(ap.parse_args().out)
-    if ddsolve_main(["run", str(CONFIG), "--out", str(out / "pde"), "--quiet"]) != 0:
-        raise SystemExit("ddsolve run failed")
-    if ddsolve_main(["particles", str(CONFIG), "--out", str(out / "particles"), "--quiet"]) != 0:
-        raise SystemExit("ddsolve particles failed")
+    out = example_out(__doc__, "runs/particles_curie_weiss")
+    run_or_exit("run", str(CONFIG), "--out", str(out / "pde"))
+    run_or_exit("particles", str(CONFIG), "--out", str(out / "particles"))
 
     pde_d = read_diagnostics(out / "pde" / "diagnostics.csv")
     par_d = read_diagnostics(out / "particles" / "diagnostics.csv")

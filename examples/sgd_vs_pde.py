@@ -9,27 +9,22 @@ c = int U(w, w) rho(dw) - iint U rho rho > 0, plus a bias b of the finite step e
 the grid) that does not depend on N. The script fits R_N - R_PDE = c/N + b at t = 10 and
 saves the risk curves and the final laws of r = |w|.
 """
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from ddsolve.app.cli import main as ddsolve_main
 from ddsolve.app.io import read_diagnostics
-from ddsolve.app.results import load_run
+from ddsolve.app.results import example_out, load_run, run_or_exit
 from particles.storage import load_particles
 
 CONFIG = Path(__file__).with_name("sgd_vs_pde.toml")
 WIDTHS = (200, 800, 3200)
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="runs/sgd_vs_pde")
-    out = Path(ap.parse_args().out)
-    if ddsolve_main(["run", str(CONFIG), "--out", str(out / "pde"), "--quiet"]) != 0:
-        raise SystemExit("ddsolve run failed")
+    out = example_out(__doc__, "runs/sgd_vs_pde")
+    run_or_exit("run", str(CONFIG), "--out", str(out / "pde"))
     pde_d = read_diagnostics(out / "pde" / "diagnostics.csv")
     r_pde = pde_d["risk"][-1]
     print(f"PDE: risk(t=1) = {np.interp(1.0, pde_d['t'], pde_d['risk']):.5f}, risk(t=10) = {r_pde:.5f}")
@@ -37,9 +32,8 @@ if __name__ == "__main__":
     curves = {}
     for n in WIDTHS:
         where = out / f"sgd_N{n}"
-        if ddsolve_main(["particles", str(CONFIG), "--out", str(where), "--quiet",
-                         "--set", f"particles.n={n}"]) != 0:
-            raise SystemExit("ddsolve particles failed")
+        run_or_exit("particles", str(CONFIG), "--out", str(where),
+                    "--set", f"particles.n={n}")
         d = read_diagnostics(where / "diagnostics.csv")
         curves[n] = d
         wall = json.loads((where / "summary.json").read_text())["wall_time"]

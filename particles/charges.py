@@ -95,12 +95,13 @@ sample of ``holdout`` points), ``loss_exact`` (closed form) and ``energy`` (=
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numba as nb
 import numpy as np
 from scipy.special import gammaln, ive
+
+from ddsolve.schema import NON_NEGATIVE, POSITIVE, Integer, check_argument
 
 from .base import Dynamics, ParticleFailure, ParticleState
 
@@ -116,23 +117,6 @@ def _rng(rng: Any) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     return np.random.default_rng(rng)
-
-
-def _check_int(name: str, value: Any, minimum: int, owner: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_float(name: str, value: Any, owner: str, *, positive: bool = True) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{owner}: {name} must be a number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0 or (positive and v == 0):
-        cond = "> 0" if positive else ">= 0"
-        raise ValueError(f"{owner}: {name} must be finite and {cond}, got {value!r}")
-    return v
 
 
 def sample_sphere(n: int, d: int, rng: Any) -> np.ndarray:
@@ -249,7 +233,7 @@ class ThreeSpinTarget:
     """
 
     def __init__(self, d: int, rng: Any = 0) -> None:
-        self.d = _check_int("d", d, 1, "ThreeSpinTarget")
+        self.d = check_argument("d", d, Integer(low=1), "ThreeSpinTarget")
         self.a = _rng(rng).standard_normal((self.d,) * 3)
         a = self.a
         self.S = (a + a.transpose(0, 2, 1) + a.transpose(1, 0, 2) + a.transpose(1, 2, 0)
@@ -265,7 +249,7 @@ class ThreeSpinTarget:
 
     def sample(self, n: int, rng: Any) -> tuple[np.ndarray, np.ndarray]:
         """``n`` data points uniform on the sphere and their labels: ``(x, f(x))``."""
-        n = _check_int("n", n, 1, "ThreeSpinTarget.sample")
+        n = check_argument("n", n, Integer(low=1), "ThreeSpinTarget.sample")
         x = sample_sphere(n, self.d, rng)
         return x, self(x)
 
@@ -326,30 +310,30 @@ class RBFCharges(Dynamics):
                  holdout: int = 5000, holdout_seed: int = 20180502,
                  quadrature_seed: int = 1805) -> None:
         own = "RBFCharges"
-        self.n = _check_int("n", n, 1, own)
-        self.d = _check_int("d", d, 1, own)
-        self.kappa = 5.0 / self.d if kappa is None else _check_float("kappa", kappa, own)
-        self.dt = _check_float("dt", dt, own)
+        self.n = check_argument("n", n, Integer(low=1), own)
+        self.d = check_argument("d", d, Integer(low=1), own)
+        self.kappa = 5.0 / self.d if kappa is None else check_argument("kappa", kappa, POSITIVE, own)
+        self.dt = check_argument("dt", dt, POSITIVE, own)
         if method not in CHARGE_METHODS:
             raise ValueError(f"{own}: method must be one of {CHARGE_METHODS}, got {method!r}")
         self.method = method
-        self.batch = _check_int("batch", batch, 1, own)
+        self.batch = check_argument("batch", batch, Integer(low=1), own)
         if quadrature is not None:
-            quadrature = _check_int("quadrature", quadrature, 1, own)
+            quadrature = check_argument("quadrature", quadrature, Integer(low=1), own)
             if method != "gradient-flow":
                 raise ValueError(f"{own}: quadrature is only used with method='gradient-flow'")
         self.quadrature = quadrature
-        self.charge_rate = _check_float("charge_rate", charge_rate, own, positive=False)
+        self.charge_rate = check_argument("charge_rate", charge_rate, NON_NEGATIVE, own)
         if y_init not in Y_INITS:
             raise ValueError(f"{own}: y_init must be one of {Y_INITS}, got {y_init!r}")
         self.y_init = y_init
         if y_scale is None:
             y_scale = math.sqrt(self.d) if y_init == "sphere" else 1.0
-        self.y_scale = _check_float("y_scale", y_scale, own)
-        self.c_std = _check_float("c_std", c_std, own, positive=False)
-        self.holdout = _check_int("holdout", holdout, 1, own)
+        self.y_scale = check_argument("y_scale", y_scale, POSITIVE, own)
+        self.c_std = check_argument("c_std", c_std, NON_NEGATIVE, own)
+        self.holdout = check_argument("holdout", holdout, Integer(low=1), own)
         if target is None:
-            self.target_seed = _check_int("target_seed", target_seed, 0, own)
+            self.target_seed = check_argument("target_seed", target_seed, Integer(low=0), own)
             target = ThreeSpinTarget(self.d, self.target_seed)
         else:
             if not isinstance(target, ThreeSpinTarget) or target.d != self.d:

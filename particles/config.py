@@ -25,7 +25,20 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from ddsolve.schema import Boolean, Choice, ConfigError, Integer, ListOf, OneOf, Param, Real, Text, format_table, resolve_table, when_equals
+from ddsolve.schema import (
+    Boolean,
+    Choice,
+    ConfigError,
+    Integer,
+    ListOf,
+    OneOf,
+    Param,
+    Real,
+    Text,
+    format_table,
+    resolve_table,
+    when_equals,
+)
 
 from .forces import FORCE_METHODS
 from .meanfield import INTEGRATORS, RADIAL_MODES

@@ -112,9 +112,10 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from ddsolve.model.kernels import QuadraticKernel
 from ddsolve.model.base import Model
+from ddsolve.model.kernels import QuadraticKernel
 from ddsolve.model.potentials import MullerBrownPotential, Potential, QuadraticPotential
+from ddsolve.schema import POSITIVE, POSITIVE_OR_INF, Integer, check_argument
 
 from .base import Dynamics, ParticleFailure, ParticleState
 
@@ -165,23 +166,6 @@ def _gradient_function(potential) -> Callable[[np.ndarray], np.ndarray]:
     return potential.gradient
 
 
-def _positive(name: str, value, allow_inf: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if math.isnan(v) or v <= 0 or (math.isinf(v) and not allow_inf):
-        extra = " (inf allowed)" if allow_inf else " and finite"
-        raise ValueError(f"{name} must be positive{extra}, got {value!r}")
-    return v
-
-
-def _count(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _stiffness_matrix(stiffness, dim: int) -> np.ndarray:
     A = np.asarray(stiffness, dtype=float)
     if A.ndim == 0:
@@ -197,7 +181,7 @@ def _stiffness_matrix(stiffness, dim: int) -> np.ndarray:
 
 
 def _smoothed_matrix(A: np.ndarray, gamma: float) -> np.ndarray:
-    gamma = _positive("gamma", gamma)
+    gamma = check_argument("gamma", gamma, POSITIVE)
     dim = A.shape[0]
     M = np.eye(dim) + gamma * A
     if np.linalg.eigvalsh(0.5 * (M + M.T)).min() <= 0:
@@ -217,7 +201,7 @@ def smoothed_potential_gradient(x, stiffness, gamma: float, center=0.0) -> np.nd
     x = np.asarray(x, dtype=float)
     if np.ndim(stiffness) == 0 and np.ndim(center) == 0:
         a = float(stiffness)
-        if not 1 + _positive("gamma", gamma) * a > 0:
+        if not 1 + check_argument("gamma", gamma, POSITIVE) * a > 0:
             raise ValueError("1 + gamma*stiffness must be positive")
         return a / (1 + gamma * a) * (x - float(center))
     dim = x.shape[-1]
@@ -235,7 +219,7 @@ def smoothed_quadratic_potential(stiffness, gamma: float, center=0.0, dim: int |
     (any dimension) unless ``dim`` is given."""
     if np.ndim(stiffness) == 0 and dim is None:
         a = float(stiffness)
-        if not 1 + _positive("gamma", gamma) * a > 0:
+        if not 1 + check_argument("gamma", gamma, POSITIVE) * a > 0:
             raise ValueError("1 + gamma*stiffness must be positive")
         return QuadraticPotential(a / (1 + gamma * a), center)
     if dim is None:
@@ -269,8 +253,8 @@ class GibbsSmoothedPotential(Potential):
 
     def __init__(self, potential, beta: float, gamma: float, lower, upper, cells=200):
         self.potential = potential
-        self.beta = _positive("beta", beta, allow_inf=True)
-        self.gamma = _positive("gamma", gamma)
+        self.beta = check_argument("beta", beta, POSITIVE_OR_INF)
+        self.gamma = check_argument("gamma", gamma, POSITIVE)
         lo = np.atleast_1d(np.asarray(lower, dtype=float))
         hi = np.atleast_1d(np.asarray(upper, dtype=float))
         if lo.shape != hi.shape or lo.ndim != 1 or not np.all(hi > lo):
@@ -279,7 +263,7 @@ class GibbsSmoothedPotential(Potential):
         if self.ndim > 2:
             raise ValueError("GibbsSmoothedPotential supports 1 or 2 dimensions")
         c = np.broadcast_to(np.asarray(cells), (self.ndim,))
-        axes = [lo[k] + (np.arange(_count("cells", int(c[k]), 2)) + 0.5) * (hi[k] - lo[k]) / c[k]
+        axes = [lo[k] + (np.arange(check_argument("cells", int(c[k]), Integer(low=2))) + 0.5) * (hi[k] - lo[k]) / c[k]
                 for k in range(self.ndim)]
         self.nodes = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, self.ndim)
         self.values = np.asarray(potential(self.nodes), dtype=float)
@@ -336,7 +320,7 @@ def interacting_agents_model(potential: Potential, lam: float, beta: float,
     lam = float(lam)
     if not math.isfinite(lam) or lam < 0:
         raise ValueError(f"lam (interaction strength) must be finite and >= 0, got {lam}")
-    beta = _positive("beta", beta, allow_inf=True)
+    beta = check_argument("beta", beta, POSITIVE_OR_INF)
     if ndim is None:
         ndim = getattr(potential, "ndim", None)
         if ndim is None:
@@ -394,26 +378,26 @@ class MFHomSGLD(Dynamics):
             raise ValueError("potential must have a gradient(x) method")
         self.potential = potential
         self._grad = _gradient_function(potential)
-        self.n = _count("n", n, 1)
+        self.n = check_argument("n", n, Integer(low=1))
         if dim is None:
             dim = getattr(potential, "ndim", None)
             if dim is None:
                 raise ValueError("dim is needed for a potential without a fixed dimension")
-        self.dim = _count("dim", dim, 1)
+        self.dim = check_argument("dim", dim, Integer(low=1))
         pdim = getattr(potential, "ndim", None)
         if isinstance(pdim, (int, np.integer)) and pdim != self.dim:
             raise ValueError(f"dim = {self.dim} but the potential lives in {pdim} dimension(s)")
-        self.gamma = _positive("gamma", gamma)
-        self.eps = _positive("eps", eps)
+        self.gamma = check_argument("gamma", gamma, POSITIVE)
+        self.eps = check_argument("eps", eps, POSITIVE)
         lam = float(lam)
         if not math.isfinite(lam) or lam < 0:
             raise ValueError(f"lam must be finite and >= 0, got {lam}")
         self.lam = lam
-        self.beta = _positive("beta", beta, allow_inf=True)
-        self.inner_steps = _count("inner_steps", inner_steps, 1)
-        self.burn_in = _count("burn_in", burn_in, 0)
-        self.inner_dt = _positive("inner_dt", inner_dt)
-        self.dt = _positive("dt", dt)
+        self.beta = check_argument("beta", beta, POSITIVE_OR_INF)
+        self.inner_steps = check_argument("inner_steps", inner_steps, Integer(low=1))
+        self.burn_in = check_argument("burn_in", burn_in, Integer(low=0))
+        self.inner_dt = check_argument("inner_dt", inner_dt, POSITIVE)
+        self.dt = check_argument("dt", dt, POSITIVE)
         if self.inner_dt / (self.eps * self.gamma) >= 2:
             raise ValueError(f"inner_dt/eps = {self.inner_dt / self.eps:g} must be < 2*gamma "
                              f"= {2 * self.gamma:g} for a stable fast chain")
@@ -445,7 +429,7 @@ class MFHomSGLD(Dynamics):
         return ParticleState(x=x, step=0, extra={"fast": x.copy(), "fast_mean": x.copy()})
 
     def advance(self, state: ParticleState, steps: int, rng: np.random.Generator) -> None:
-        steps = _count("steps", steps, 0)
+        steps = check_argument("steps", steps, Integer(low=0))
         h = self.inner_dt / self.eps
         noise = 0.0 if math.isinf(self.beta) else math.sqrt(2 * h / self.beta)
         c = h / self.gamma

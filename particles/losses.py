@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ddsolve.networks.activations import Activation
 from ddsolve.model.potentials import Potential
+from ddsolve.networks.activations import Activation
 
 __all__ = ["NetworkLoss"]
 

@@ -63,6 +63,8 @@ from typing import Any
 
 import numpy as np
 
+from ddsolve.schema import POSITIVE, Real, check_argument
+
 from .base import Dynamics, ParticleFailure, ParticleState
 
 __all__ = [
@@ -81,27 +83,7 @@ __all__ = [
 Gradient = Callable[[np.ndarray], np.ndarray]
 
 
-# ---------------------------------------------------------------------------------------
-# argument checks
-# ---------------------------------------------------------------------------------------
-def _positive(name: str, value) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if isinstance(value, bool) or not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return v
-
-
-def _momentum(name: str, value) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}") from None
-    if isinstance(value, bool) or not (0.0 <= v < 1.0):
-        raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
-    return v
+_MOMENTUM = Real(0.0, 1.0, high_open=True)  # momentum parameters lie in [0, 1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -221,7 +203,7 @@ class GradientDescent(Optimizer):
     name = "gd"
 
     def __init__(self, lr: float):
-        self.lr = _positive("lr", lr)
+        self.lr = check_argument("lr", lr, POSITIVE)
 
     def _gamma(self, state, g, w_new):
         return 0.0
@@ -254,14 +236,14 @@ class Nesterov(Optimizer):
     name = "nesterov"
 
     def __init__(self, lr: float, momentum: float = 0.9):
-        self.lr = _positive("lr", lr)
-        self.momentum = _momentum("momentum", momentum)
+        self.lr = check_argument("lr", lr, POSITIVE)
+        self.momentum = check_argument("momentum", momentum, _MOMENTUM)
 
     @classmethod
     def from_condition(cls, L: float, mu: float) -> Nesterov:
         r""":math:`\eta = 1/L`, :math:`\gamma = (\sqrt\kappa-1)/(\sqrt\kappa+1)`,
         :math:`\kappa = L/\mu`."""
-        L, mu = _positive("L", L), _positive("mu", mu)
+        L, mu = check_argument("L", L, POSITIVE), check_argument("mu", mu, POSITIVE)
         if mu > L:
             raise ValueError(f"mu must not exceed L, got mu={mu}, L={L}")
         s = math.sqrt(L / mu)
@@ -315,7 +297,7 @@ class RestartedNesterov(Optimizer):
     name = "restarted-nesterov"
 
     def __init__(self, lr: float, reset_momentum: bool = True):
-        self.lr = _positive("lr", lr)
+        self.lr = check_argument("lr", lr, POSITIVE)
         if not isinstance(reset_momentum, (bool, np.bool_)):
             raise ValueError(f"reset_momentum must be True or False, got {reset_momentum!r}")
         self.reset_momentum = bool(reset_momentum)
@@ -378,7 +360,7 @@ class MaSS(Optimizer):
     name = "mass"
 
     def __init__(self, lr: float, lr2: float, momentum: float):
-        self.lr = _positive("lr", lr)
+        self.lr = check_argument("lr", lr, POSITIVE)
         try:
             lr2f = float(lr2)
         except (TypeError, ValueError):
@@ -386,7 +368,7 @@ class MaSS(Optimizer):
         if isinstance(lr2, bool) or not (0.0 <= lr2f < self.lr):
             raise ValueError(f"lr2 must satisfy 0 <= lr2 < lr = {self.lr}, got {lr2!r}")
         self.lr2 = lr2f
-        self.momentum = _momentum("momentum", momentum)
+        self.momentum = check_argument("momentum", momentum, _MOMENTUM)
 
     @classmethod
     def from_condition(cls, L: float, mu: float, kappa_tilde: float | None = None) -> MaSS:
@@ -432,11 +414,11 @@ class MaSS(Optimizer):
         :math:`\tilde\kappa = \kappa` (a worst case) gives :math:`\alpha = 1/\kappa` and
         only the SGD rate :math:`1-1/\kappa`; it is *not* the full-batch value.
         """
-        L, mu = _positive("L", L), _positive("mu", mu)
+        L, mu = check_argument("L", L, POSITIVE), check_argument("mu", mu, POSITIVE)
         if mu > L:
             raise ValueError(f"mu must not exceed L, got mu={mu}, L={L}")
         kappa = L / mu
-        kt = 1.0 if kappa_tilde is None else _positive("kappa_tilde", kappa_tilde)
+        kt = 1.0 if kappa_tilde is None else check_argument("kappa_tilde", kappa_tilde, POSITIVE)
         if not (1.0 <= kt <= kappa * (1 + 1e-12)):
             raise ValueError(f"kappa_tilde must lie in [1, L/mu = {kappa:.6g}], got {kappa_tilde!r}")
         eta = 1.0 / L
@@ -451,8 +433,8 @@ class MaSS(Optimizer):
         :math:`\eta_2 = \eta_1(1-1/\tilde\kappa)/(1+\alpha)`. Use when :math:`\mu`
         (hence :math:`\kappa`) is unknown, e.g. for neural networks; ``lr`` plays the
         role of :math:`1/L_m`."""
-        lr, gamma = _positive("lr", lr), _momentum("momentum", momentum)
-        kt = _positive("kappa_tilde", kappa_tilde)
+        lr, gamma = check_argument("lr", lr, POSITIVE), check_argument("momentum", momentum, _MOMENTUM)
+        kt = check_argument("kappa_tilde", kappa_tilde, POSITIVE)
         if kt < 1.0:
             raise ValueError(f"kappa_tilde must be >= 1, got {kappa_tilde!r}")
         alpha = (1.0 - gamma) / (1.0 + gamma)

@@ -81,9 +81,9 @@ import warnings
 import numba as nb
 import numpy as np
 
-from ddsolve.networks.activations import Activation, PiecewiseLinear
+from ddsolve.grid.quadrature import half_gauss_legendre
+from ddsolve.networks.activations import Activation, PiecewiseLinear, correlated_expectation
 from ddsolve.networks.data import DataLaw, GaussianMixtureData, TeacherData
-from ddsolve.networks.activations import correlated_expectation
 
 __all__ = [
     "population_risk",
@@ -106,27 +106,8 @@ _SAMPLE_SEED = 20240611     # default seed of the Monte Carlo risk
 _SQRT2PI = math.sqrt(2.0 * math.pi)
 _TWOPI = 2.0 * math.pi
 
-# Gauss-Legendre nodes/weights on [-1, 1] (half sets, symmetric): 6, 12 and 20 points
-_GL_W = (
-    np.array([0.1713244923791705, 0.3607615730481384, 0.4679139345726904]),
-    np.array([0.04717533638651177, 0.1069393259953183, 0.1600783285433464,
-              0.2031674267230659, 0.2334925365383547, 0.2491470458134029]),
-    np.array([0.01761400713915212, 0.04060142980038694, 0.06267204833410906,
-              0.08327674157670475, 0.1019301198172404, 0.1181945319615184,
-              0.1316886384491766, 0.1420961093183821, 0.1491729864726037,
-              0.1527533871307259]),
-)
-_GL_X = (
-    np.array([0.9324695142031522, 0.6612093864662647, 0.2386191860831970]),
-    np.array([0.9815606342467191, 0.9041172563704750, 0.7699026741943050,
-              0.5873179542866171, 0.3678314989981802, 0.1252334085114692]),
-    np.array([0.9931285991850949, 0.9639719272779138, 0.9122344282513259,
-              0.8391169718222188, 0.7463319064601508, 0.6360536807265150,
-              0.5108670019508271, 0.3737060887154196, 0.2277858511416451,
-              0.07652652113349733]),
-)
-_GLW6, _GLW12, _GLW20 = _GL_W
-_GLX6, _GLX12, _GLX20 = _GL_X
+# Gauss-Legendre half rules (positive nodes, symmetric use) of Genz's BVNU: 6, 12, 20 points
+(_GLX6, _GLW6), (_GLX12, _GLW12), (_GLX20, _GLW20) = (half_gauss_legendre(n) for n in (6, 12, 20))
 
 
 # ---------------------------------------------------------------------------------------

@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 
 from ddsolve.app.config import build, resolve, resolve_model
-from ddsolve.grid.coordinates import Coordinates
+from ddsolve.app.io import DIAGNOSTICS_FIGURE, DIAGNOSTICS_FILE, DiagnosticsCSV, jsonable, show_progress
 from ddsolve.app.lifecycle import RunInterrupted, RunRecord
+from ddsolve.grid.coordinates import Coordinates
 from ddsolve.laws.initial import resolve_initial
 from ddsolve.laws.moments import coordinate_moments
-from ddsolve.app.io import DIAGNOSTICS_FIGURE, DIAGNOSTICS_FILE, DiagnosticsCSV, jsonable, show_progress
 from ddsolve.model.kernels import QuadraticKernel
 from ddsolve.schema import ConfigError, config_key
 

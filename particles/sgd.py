@@ -117,9 +117,9 @@ import numba as nb
 import numpy as np
 from numba.extending import get_cython_function_address
 
+from ddsolve.model.schedule import Schedule, schedule_value
 from ddsolve.networks.activations import Activation, PiecewiseLinear, Sigmoid, Tanh
 from ddsolve.networks.data import DataLaw, GaussianMixtureData, TeacherData
-from ddsolve.model.schedule import Schedule, schedule_value
 
 from .base import Dynamics, ParticleFailure, ParticleState
 from .risk import population_risk

@@ -27,23 +27,40 @@ from __future__ import annotations
 
 import copy
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomllib
 
+from ddsolve.app.commands import extension_sections
 from ddsolve.grid.coordinates import Coordinates, cartesian, radial, with_charge
-from ddsolve.laws.initial import InitialContext, InitialDensity, initial_density, resolve_initial
 from ddsolve.grid.interaction import INTERACTION_METHODS
+from ddsolve.laws.initial import InitialContext, InitialDensity, initial_density, resolve_initial
 from ddsolve.model.base import Model
 from ddsolve.problems import get_problem
-from ddsolve.schema import REQUIRED, Boolean, Bounds, Choice, ConfigError, Integer, ListOf, Param, Real, Text, ValueType, When, config_key, format_table, resolve_table, when_equals
 from ddsolve.problems.base import Problem
+from ddsolve.schema import (
+    REQUIRED,
+    Boolean,
+    Bounds,
+    Choice,
+    ConfigError,
+    Integer,
+    ListOf,
+    Param,
+    Real,
+    Text,
+    ValueType,
+    When,
+    config_key,
+    format_table,
+    resolve_table,
+    when_equals,
+)
 from ddsolve.schemes import scheme_names
-from ddsolve.app.commands import extension_sections
 
 __all__ = [
     "ConfigError",

@@ -21,10 +21,10 @@ import numpy as np
 import pde
 
 from ddsolve.app.config import Setup, build
-from ddsolve.grid.grid_model import GridModel
 from ddsolve.app.io import read_diagnostics
+from ddsolve.grid.grid_model import GridModel
 
-__all__ = ["RunOutput", "load_run", "run_example"]
+__all__ = ["RunOutput", "load_run", "run_example", "example_out", "run_or_exit"]
 
 
 @dataclass
@@ -80,23 +80,32 @@ def load_run(path: str | Path) -> RunOutput:
     return RunOutput(path, summary, diagnostics)
 
 
-def run_example(config: str | Path, description: str | None = None,
-                argv: list[str] | None = None) -> RunOutput:
-    """Run ``ddsolve run CONFIG --out OUT`` and open the output: the start of every
-    example script.
-
-    ``--out`` is read from ``argv`` (default: the command line), with default
-    ``runs/<config stem>``; a failed run exits with the command's message and status.
-    """
+def example_out(description: str | None, default: str | Path,
+                argv: list[str] | None = None) -> Path:
+    """The ``--out DIR`` option of an example script (default ``default``)."""
     import argparse
 
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", default=str(default))
+    return Path(parser.parse_args(argv).out)
+
+
+def run_or_exit(*args: str | Path) -> None:
+    """Run ``ddsolve ARGS... --quiet`` in process; on failure exit with its status (the
+    command has printed why)."""
     from ddsolve.app.cli import main
 
-    config = Path(config)
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--out", default=f"runs/{config.stem}")
-    out = Path(parser.parse_args(argv).out)
-    status = main(["run", str(config), "--out", str(out), "--quiet"])
+    status = main([str(a) for a in args] + ["--quiet"])
     if status != 0:
         raise SystemExit(status)
+
+
+def run_example(config: str | Path, description: str | None = None,
+                argv: list[str] | None = None) -> RunOutput:
+    """Run ``ddsolve run CONFIG --out OUT`` and open the output: the start of the example
+    scripts. ``--out`` is read from ``argv`` (default: the command line), with default
+    ``runs/<config stem>``."""
+    config = Path(config)
+    out = example_out(description, f"runs/{config.stem}", argv)
+    run_or_exit("run", config, "--out", out)
     return load_run(out)

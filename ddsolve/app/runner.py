@@ -18,9 +18,9 @@ from typing import Any
 import pde
 
 from ddsolve.app.config import Setup, build, resolve
-from ddsolve.grid.grid_model import GridModel
 from ddsolve.app.io import OutputDirectory, jsonable, save_times, show_progress
 from ddsolve.app.lifecycle import RunInterrupted, RunRecord
+from ddsolve.grid.grid_model import GridModel
 from ddsolve.schema import ConfigError, config_key
 from ddsolve.schemes import make_stepper
 from ddsolve.schemes.fv.ssprk import SolverFailure

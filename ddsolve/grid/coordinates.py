@@ -30,13 +30,10 @@ from typing import Any
 import numpy as np
 import pde
 
+from ddsolve.grid.quadrature import gauss_legendre
+
 __all__ = ["Axis", "Coordinates", "cartesian", "radial", "with_charge", "log_radial_measure"]
 
-_GL_NODES = {
-    1: (np.array([0.0]), np.array([1.0])),
-    2: (np.array([-1.0, 1.0]) / np.sqrt(3.0), np.array([0.5, 0.5])),
-    3: (np.array([-np.sqrt(0.6), 0.0, np.sqrt(0.6)]), np.array([5.0, 8.0, 5.0]) / 18.0),
-}
 
 
 def log_radial_measure(a, b, d: int) -> np.ndarray:
@@ -209,9 +206,8 @@ class Coordinates:
         ``weights`` of shape ``(q,)`` summing to one; ``order`` points per axis make
         averages of smooth functions exact to :math:`O(h^{2\\,order})`.
         """
-        if order not in _GL_NODES:
-            raise ValueError(f"quadrature order must be one of {sorted(_GL_NODES)}, got {order}")
-        g, w = _GL_NODES[order]
+        g, w = gauss_legendre(order)
+        w = 0.5 * w  # weights of the average over [-1, 1]
         centers = self.cell_centers()
         offsets = np.stack(np.meshgrid(*([g] * self.ndim), indexing="ij"), -1).reshape(-1, self.ndim)
         offsets = offsets * (0.5 * self.spacing)

@@ -18,12 +18,14 @@ discrete Gibbs state :math:`\rho_i \propto m_i e^{-\beta\Psi_i}` is stationary e
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 import numpy as np
 
 from ddsolve.grid.coordinates import Coordinates
-from ddsolve.laws.moments import coordinate_moments
+from ddsolve.grid.faces import Faces
 from ddsolve.grid.interaction import InteractionOperator, make_interaction
+from ddsolve.laws.moments import coordinate_moments
 from ddsolve.model.base import Model
 
 __all__ = ["GridModel", "DENSITY_FLOOR"]
@@ -113,6 +115,10 @@ class GridModel:
             raise ValueError("this model has no risk (risk_offset not set)")
         return self.model.risk_offset + 2.0 * self.energy(rho)
 
+    @cached_property
+    def _faces(self) -> Faces:
+        return Faces(self.coords)
+
     def dissipation(self, rho: np.ndarray) -> float:
         r"""Discrete :math:`\int\rho\,|\nabla\mu|^2`, :math:`\mu = \Psi + \beta^{-1}\log(\rho/m)`:
         the free-energy dissipation rate per unit :math:`\xi` of the first-order upwind
@@ -121,18 +127,11 @@ class GridModel:
         states — including mass held against a no-flux wall, where the upwind cell of
         the face is empty.
         """
-        mu = self.chemical_potential(rho)
-        total = 0.0
-        for ax, (h, periodic) in enumerate(zip(self.coords.spacing, self.coords.periodic)):
-            if periodic:
-                dmu = np.roll(mu, -1, axis=ax) - mu
-                left, right = rho, np.roll(rho, -1, axis=ax)
-            else:
-                dmu = np.diff(mu, axis=ax)
-                left, right = np.delete(rho, -1, axis=ax), np.delete(rho, 0, axis=ax)
-            # velocity -dmu/h: to the right when dmu < 0, from the left cell
-            upwind = np.where(dmu < 0, left, right)
-            total += float(np.sum(upwind * (dmu / h) ** 2))
+        faces = self._faces
+        g = faces.difference(self.chemical_potential(rho).ravel())
+        # velocity -g: to the right (from the left cell) when g < 0
+        upwind = faces.upwind(rho.ravel(), -g)
+        total = float(np.sum(upwind * g**2))
         return total * self.coords.cell_volume
 
     def moments(self, rho: np.ndarray) -> dict[str, float]:

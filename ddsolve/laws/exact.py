@@ -38,7 +38,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 from scipy.special import gammainc, gammaincc, gammaln, log_ndtr
 
 __all__ = [

@@ -36,7 +36,21 @@ from scipy.special import gammainc, gammaincc, logsumexp
 from ddsolve.grid.coordinates import Axis, Coordinates, log_radial_measure
 from ddsolve.laws.exact import chi_log_pdf, chi_mean, log_normal_mass
 from ddsolve.model.expressions import compile_expression
-from ddsolve.schema import REQUIRED, Bounds, Choice, ConfigError, Expression, ListOf, Numeric, Param, Real, When, config_key, format_table, resolve_table
+from ddsolve.schema import (
+    REQUIRED,
+    Bounds,
+    Choice,
+    ConfigError,
+    Expression,
+    ListOf,
+    Numeric,
+    Param,
+    Real,
+    When,
+    config_key,
+    format_table,
+    resolve_table,
+)
 
 __all__ = [
     "InitialContext",

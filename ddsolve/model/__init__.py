@@ -10,10 +10,24 @@ here knows about grids or particles.
 
 from ddsolve.model.base import Model
 from ddsolve.model.expressions import CompiledExpression, ExpressionError, compile_expression
-from ddsolve.model.kernels import (KERNELS, AttractiveRepulsiveKernel, CosineKernel, GaussianKernel,
-                                   Kernel, QuadraticKernel, TranslationInvariantKernel, make_kernel)
-from ddsolve.model.potentials import (POTENTIALS, DoubleWellPotential, MullerBrownPotential,
-                                      Potential, QuadraticPotential, make_potential)
+from ddsolve.model.kernels import (
+                                   KERNELS,
+                                   AttractiveRepulsiveKernel,
+                                   CosineKernel,
+                                   GaussianKernel,
+                                   Kernel,
+                                   QuadraticKernel,
+                                   TranslationInvariantKernel,
+                                   make_kernel,
+)
+from ddsolve.model.potentials import (
+                                   POTENTIALS,
+                                   DoubleWellPotential,
+                                   MullerBrownPotential,
+                                   Potential,
+                                   QuadraticPotential,
+                                   make_potential,
+)
 from ddsolve.model.schedule import Schedule
 
 __all__ = [

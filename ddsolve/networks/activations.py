@@ -35,7 +35,9 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.special import ndtr, roots_legendre
+from scipy.special import ndtr
+
+from ddsolve.grid.quadrature import gauss_legendre
 
 __all__ = [
     "Activation",
@@ -101,7 +103,7 @@ class Activation:
         L = 12.0
         h = min(0.5, 0.25 * self.width / max(scale, 1e-300), 1.5 / math.sqrt(kmax + 1.0))
         panels = int(min(math.ceil(2 * L / h), 20_000))
-        x, w = roots_legendre(self.panel_nodes)
+        x, w = gauss_legendre(self.panel_nodes)
         edges = np.linspace(-L, L, panels + 1)
         half = 0.5 * np.diff(edges)
         z = (edges[:-1, None] + half[:, None] * (x + 1.0)).ravel()
@@ -381,7 +383,7 @@ def correlated_expectation(activation: Activation, a, b, t, half_width: float = 
                     breaks.append(zc + f * width)
     P = np.sort(np.clip(np.stack(breaks, axis=-1), -L, L), axis=-1)
     lo, hi = P[..., :-1], P[..., 1:]
-    x, w = roots_legendre(order)
+    x, w = gauss_legendre(order)
     z = lo[..., None] + (hi - lo)[..., None] * 0.5 * (x + 1.0)
     wz = (hi - lo)[..., None] * 0.5 * w * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
     inner = activation.gaussian_mean(b[..., None, None] * t[..., None, None] * z,

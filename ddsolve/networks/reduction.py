@@ -66,12 +66,13 @@ from itertools import product
 from typing import Any
 
 import numpy as np
-from scipy.special import gammaln, roots_legendre
+from scipy.special import gammaln
 
-from ddsolve.networks.activations import Activation, correlated_expectation
-from ddsolve.networks.data import GaussianMixtureData
+from ddsolve.grid.quadrature import gauss_legendre
 from ddsolve.model.kernels import Kernel
 from ddsolve.model.potentials import Potential
+from ddsolve.networks.activations import Activation, correlated_expectation
+from ddsolve.networks.data import GaussianMixtureData
 
 __all__ = [
     "angle_moments",
@@ -113,7 +114,7 @@ def angle_quadrature(n: int, nodes: int = 400) -> tuple[np.ndarray, np.ndarray]:
     kernel). ``n = 1`` gives :math:`t = \pm1`."""
     if n == 1:
         return np.array([-1.0, 1.0]), np.array([0.5, 0.5])
-    x, w = roots_legendre(nodes)
+    x, w = gauss_legendre(nodes)
     # sin^(n-2) has width ~ n^(-1/2) around pi/2: beyond 12 widths it is below e^-72
     half = min(0.5 * np.pi, 12.0 / math.sqrt(n))
     theta = 0.5 * np.pi + half * x

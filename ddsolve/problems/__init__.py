@@ -14,10 +14,10 @@ other ``[model]`` keys are its parameters. Built-in problems live in
 
 from __future__ import annotations
 
-from ddsolve.schema import ConfigError, Param
 from ddsolve.problems.base import Problem
 from ddsolve.problems.mckean_vlasov import BUILTIN_PROBLEMS
 from ddsolve.problems.two_layer import TwoLayer
+from ddsolve.schema import ConfigError, Param
 
 __all__ = ["PROBLEMS", "register", "unregister", "get_problem", "problem_names",
            "Problem", "Param", "ConfigError"]

@@ -29,8 +29,18 @@ from ddsolve.model.kernels import (
     make_kernel,
 )
 from ddsolve.model.potentials import POTENTIALS, ExpressionPotential, Potential, make_potential
-from ddsolve.schema import REQUIRED, ConfigError, Expression, Fixed, Numeric, Param, Real, config_key, when_equals
 from ddsolve.problems.base import Problem
+from ddsolve.schema import (
+    REQUIRED,
+    ConfigError,
+    Expression,
+    Fixed,
+    Numeric,
+    Param,
+    Real,
+    config_key,
+    when_equals,
+)
 
 __all__ = [
     "potential_params",

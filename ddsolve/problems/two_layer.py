@@ -42,12 +42,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-
+from ddsolve.laws.initial import InitialKind, gaussian_log_cell_averages
 from ddsolve.networks.activations import ACTIVATIONS, Activation, make_activation
 from ddsolve.networks.data import DataLaw, GaussianMixtureData
-from ddsolve.networks.reduction import ANGLE_MODES, ReducedKernel, ReducedPotential, TeacherReduction, TwoLayerReduction
-from ddsolve.schema import REQUIRED, Choice, ConfigError, Integer, ListOf, OneOf, Param, Real, ScheduleSpec, config_key, when_equals
+from ddsolve.networks.reduction import (
+    ANGLE_MODES,
+    ReducedKernel,
+    ReducedPotential,
+    TeacherReduction,
+    TwoLayerReduction,
+)
 from ddsolve.problems.base import Problem
+from ddsolve.schema import (
+    REQUIRED,
+    Choice,
+    ConfigError,
+    Integer,
+    ListOf,
+    OneOf,
+    Param,
+    Real,
+    ScheduleSpec,
+    config_key,
+    when_equals,
+)
 
 __all__ = ["TwoLayer", "NetworkInitial", "NetworkSpec", "build_reduction", "build_network"]
 
@@ -136,13 +154,10 @@ class _Trained(ListOf):
         return '["w"] or ["w", "a"]'
 
 
-class NetworkInitial:
+class NetworkInitial(InitialKind):
     r"""The initialisation of the seeds: :math:`w\sim N(0,\kappa^2/d\,I_d)`, so each block
     radius is :math:`r_b = (\kappa/\sqrt d)\,\chi_{n_b}` (exactly, on the grid), and the
-    output weight :math:`a\sim N(a_{\rm mean}, a_{\rm std}^2)` when it is trained.
-
-    An initial kind in the sense of :class:`ddsolve.laws.initial.InitialKind` (same
-    attributes; not a subclass, because :mod:`ddsolve.laws.initial` imports the problems)."""
+    output weight :math:`a\sim N(a_{\rm mean}, a_{\rm std}^2)` when it is trained."""
 
     name = "network"
     doc = ("w ~ N(0, kappa^2/d I_d) with kappa from [model] (r = kappa chi_d / sqrt(d), per "
@@ -156,8 +171,6 @@ class NetworkInitial:
     is_law = True
 
     def log_density(self, params, ctx):
-        from ddsolve.laws.initial import gaussian_log_cell_averages
-
         mp = ctx.model_params
         if "kappa" not in mp or "dim" not in mp:
             raise ConfigError("initial.kind", "the 'network' initial law belongs to the two-layer problem")

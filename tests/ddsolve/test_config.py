@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 
 import pytest
+import tomllib
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 

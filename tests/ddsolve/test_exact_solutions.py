@@ -19,7 +19,8 @@ from ddsolve.laws.exact import (
 )
 from ddsolve.model.kernels import QuadraticKernel
 from ddsolve.model.potentials import ExpressionPotential, QuadraticPotential
-from validation.convergence import CASES, grid_study, l1_distance as l1
+from validation.convergence import CASES, grid_study
+from validation.convergence import l1_distance as l1
 
 
 @pytest.mark.parametrize("key", list(CASES))

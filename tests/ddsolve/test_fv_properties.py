@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from ddsolve import DistributionalDynamicsPDE, GridModel, Model, cartesian, evolve, radial
 from ddsolve.laws.exact import gaussian_cell_averages, ou_moments
-from ddsolve.schemes.fv.kernels import SSP_TABLES, as_2d, make_workspace, rk_step
 from ddsolve.model.kernels import AttractiveRepulsiveKernel, CosineKernel, GaussianKernel, QuadraticKernel
 from ddsolve.model.potentials import DoubleWellPotential, ExpressionPotential, QuadraticPotential
 from ddsolve.model.schedule import Schedule
+from ddsolve.schemes.fv.kernels import SSP_TABLES, as_2d, make_workspace, rk_step
 from tests.helpers import observed_orders
 
 

@@ -6,9 +6,9 @@ import pytest
 
 from ddsolve import DistributionalDynamicsPDE, GridModel, Model, cartesian, evolve, radial
 from ddsolve.laws.exact import gaussian_cell_averages, ou_moments
-from ddsolve.schemes.fv.implicit import ImplicitFVOperator, UpwindOperator, log_mean
 from ddsolve.model.kernels import GaussianKernel, QuadraticKernel
 from ddsolve.model.potentials import DoubleWellPotential, ExpressionPotential, QuadraticPotential
+from ddsolve.schemes.fv.implicit import ImplicitFVOperator, UpwindOperator, log_mean
 from tests.helpers import observed_orders
 
 

@@ -21,8 +21,8 @@ from ddsolve.laws.initial import (
 )
 from ddsolve.model.kernels import ConvolutionExpressionKernel, CosineKernel, ExpressionKernel, QuadraticKernel
 from ddsolve.problems import PROBLEMS, get_problem, register, unregister
-from ddsolve.schema import ConfigError, Param, Real
 from ddsolve.problems.base import Problem
+from ddsolve.schema import ConfigError, Param, Real
 
 
 def _config(model, grid=None, initial=None, **run):

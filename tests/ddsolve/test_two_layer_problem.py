@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from ddsolve import GridModel, Model, evolve, radial
-from ddsolve.networks.activations import mmn_ramp
 from ddsolve.app.config import build, resolve
-from ddsolve.networks.data import GaussianMixtureData
+from ddsolve.app.runner import run
 from ddsolve.laws.exact import gamma_cell_averages, relu_noisy_stationary
 from ddsolve.laws.initial import gaussian_log_cell_averages, normalise_log_density
-from ddsolve.schema import ConfigError
+from ddsolve.networks.activations import mmn_ramp
+from ddsolve.networks.data import GaussianMixtureData
 from ddsolve.networks.reduction import ReducedKernel, ReducedPotential, TwoLayerReduction
-from ddsolve.app.runner import run
+from ddsolve.schema import ConfigError
 from tests.helpers import observed_orders
 
 
@@ -202,8 +202,7 @@ def test_teacher_reduction_against_sampled_data():
     expectation; the risk of the teacher itself (a point mass at (0, |w*|)) is 0."""
     import warnings
 
-    from ddsolve.networks.activations import mmn_ramp, relu
-    from ddsolve.networks.activations import correlated_expectation
+    from ddsolve.networks.activations import correlated_expectation, mmn_ramp, relu
     from ddsolve.networks.reduction import TeacherReduction, angle_quadrature
 
     rng = np.random.default_rng(7)

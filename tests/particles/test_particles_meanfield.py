@@ -7,9 +7,9 @@ import math
 
 import numpy as np
 import pytest
-from tests.helpers import observed_orders
 
 from ddsolve.laws.exact import ou_moments
+from ddsolve.model.base import Model
 from ddsolve.model.kernels import (
     AttractiveRepulsiveKernel,
     ConvolutionExpressionKernel,
@@ -18,11 +18,11 @@ from ddsolve.model.kernels import (
     GaussianKernel,
     QuadraticKernel,
 )
-from ddsolve.model.base import Model
 from ddsolve.model.potentials import DoubleWellPotential, MullerBrownPotential, QuadraticPotential
 from particles.base import ParticleFailure
 from particles.forces import make_force
 from particles.meanfield import MeanFieldParticles
+from tests.helpers import observed_orders
 
 
 def _run(p, steps, seed=0):
@@ -248,8 +248,8 @@ def test_feature_force_of_reduced_two_layer_kernels_is_exact():
     """The O(N T) force from the reduced kernel's features equals the O(N^2) sum of
     gradient1 over all pairs, and the energies agree (isotropic, d = 40, non-monotone)."""
     from ddsolve.app.config import resolve_model
-    from ddsolve.problems.two_layer import build_reduction
     from ddsolve.networks.reduction import ReducedKernel
+    from ddsolve.problems.two_layer import build_reduction
 
     _, params = resolve_model({"problem": "two-layer", "dim": 40, "activation": "mmn-nonmonotone"})
     kernel = ReducedKernel(build_reduction({k: v for k, v in params.items() if k != "problem"}))

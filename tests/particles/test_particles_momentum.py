@@ -27,12 +27,12 @@ import pytest
 
 from particles.base import ParticleFailure, ParticleState
 from particles.momentum import (
+    GradientDescent,
     MaSS,
     MomentumSGD,
     Nesterov,
     OptimizerState,
     RestartedNesterov,
-    GradientDescent,
     least_squares_constants,
     make_optimizer,
 )

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
+from ddsolve.laws.exact import relu_noisy_stationary
 from ddsolve.networks.activations import mmn_nonmonotone, relu
 from ddsolve.networks.data import GaussianMixtureData
-from ddsolve.laws.exact import relu_noisy_stationary
 from particles.runner import run_particles
 from particles.sgd import TwoLayerSGD
 
@@ -119,8 +119,9 @@ def test_mean_field_particles_on_the_reduced_model_match_the_pde(tmp_path):
     N = 1000, Heun, dt = 0.01) follow the finite-volume PDE's risk (800 cells) through the
     transient 6.8 -> 0.07 and to t = 10 within 1% (d = 40, non-monotone sigma; measured
     differences about 0.2%; Euler-Maruyama at this dt is 5% off at t = 0.3, first order in dt)."""
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     from ddsolve.app.io import read_diagnostics
     from ddsolve.app.runner import run

@@ -14,11 +14,19 @@ import zlib
 import numpy as np
 import pytest
 
-from ddsolve.networks.activations import Activation, PiecewiseLinear, Sigmoid, Tanh, mmn_nonmonotone, mmn_ramp, relu
-from ddsolve.networks.data import GaussianMixtureData, TeacherData
-from ddsolve.networks.activations import correlated_expectation
-from ddsolve.networks.reduction import TeacherReduction, TwoLayerReduction
 from ddsolve.model.schedule import Schedule
+from ddsolve.networks.activations import (
+    Activation,
+    PiecewiseLinear,
+    Sigmoid,
+    Tanh,
+    correlated_expectation,
+    mmn_nonmonotone,
+    mmn_ramp,
+    relu,
+)
+from ddsolve.networks.data import GaussianMixtureData, TeacherData
+from ddsolve.networks.reduction import TeacherReduction, TwoLayerReduction
 from particles.base import ParticleFailure, ParticleState
 from particles.risk import (
     bivariate_upper,

@@ -48,6 +48,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from pde.solvers.base import SolverBase
 
+from ddsolve.grid.faces import Faces
 from ddsolve.grid.grid_model import DENSITY_FLOOR
 from ddsolve.schemes.fv.pde import DistributionalDynamicsPDE
 from ddsolve.schemes.fv.ssprk import SolverFailure
@@ -103,19 +104,8 @@ class ImplicitFVOperator:
         coords = gm.coords
         M = coords.size
         self.M = M
-        idx = np.arange(M).reshape(coords.shape)
-        Ls, Rs, hs = [], [], []
-        for a, axis in enumerate(coords.axes):
-            left = np.moveaxis(idx, a, 0)
-            if axis.periodic:
-                L, R = left.ravel(), np.roll(left, -1, axis=0).ravel()
-            else:
-                L, R = left[:-1].ravel(), left[1:].ravel()
-            Ls.append(L)
-            Rs.append(R)
-            hs.append(np.full(L.size, axis.spacing))
-        self.L, self.R = np.concatenate(Ls), np.concatenate(Rs)
-        self.inv_h = 1.0 / np.concatenate(hs)
+        self.faces = Faces(coords)
+        self.L, self.R, self.inv_h = self.faces.left, self.faces.right, self.faces.inv_h
         # sparsity pattern of the Jacobian (with the diagonal for the identity)
         cells = np.arange(M)
         self._rows = np.concatenate([self.L, self.L, self.R, self.R, cells])
@@ -126,13 +116,11 @@ class ImplicitFVOperator:
 
     def _grad(self, phi: np.ndarray) -> np.ndarray:
         r"""Face differences :math:`(\phi_R - \phi_L)/h`."""
-        return (phi[self.R] - phi[self.L]) * self.inv_h
+        return self.faces.difference(phi)
 
     def _div(self, F: np.ndarray) -> np.ndarray:
-        r""":math:`G^\top F`: cell sums of :math:`\mp F/h` (minus divergence)."""
-        w = F * self.inv_h
-        return (np.bincount(self.R, w, minlength=self.M)
-                - np.bincount(self.L, w, minlength=self.M))
+        r""":math:`G^\top F` (minus the divergence)."""
+        return self.faces.adjoint(F)
 
     def _phi(self, rho: np.ndarray) -> np.ndarray:
         r""":math:`\Psi + \beta^{-1}\log(\rho/m)` (upwind) or

@@ -16,7 +16,6 @@ import numpy as np
 from pde.solvers.base import SolverBase
 
 from ddsolve.failures import NumericalFailure
-
 from ddsolve.schemes.fv.kernels import SSP_TABLES, STATUS_MESSAGES, STATUS_OK, advance, as_2d, make_workspace
 from ddsolve.schemes.fv.pde import DistributionalDynamicsPDE
 

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ddsolve.grid.grid_model import GridModel
+from ddsolve.schema import config_key
 from ddsolve.schemes.fv.pde import DistributionalDynamicsPDE
 from ddsolve.schemes.fv.ssprk import SSPRKSolver
 from ddsolve.schemes.registry import register_stepper
-from ddsolve.schema import config_key
 
 __all__ = ["explicit_fv", "implicit_fv"]
 
