@@ -155,6 +155,6 @@ def exit_status(err: BaseException, program: str = "ddsolve") -> int:
         print(f"{program}: numerical failure at t={err.t:.6g}: {err}{where}", file=sys.stderr)
         return EXIT_FAILURE
     if isinstance(err, KeyboardInterrupt):
-        print(f"{program}: {err or 'interrupted by the user'}{where}", file=sys.stderr)
+        print(f"{program}: {str(err) or 'interrupted by the user'}{where}", file=sys.stderr)
         return EXIT_INTERRUPTED
     raise err
