@@ -16,29 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ddsolve.model.base import Model
-from ddsolve.schema import (  # noqa: F401 - re-exported: the vocabulary problems are written in
-    REQUIRED,
-    Boolean,
-    Bounds,
-    Choice,
-    ConfigError,
-    Expression,
-    Fixed,
-    Integer,
-    ListOf,
-    Numeric,
-    OneOf,
-    Param,
-    Real,
-    ScheduleSpec,
-    Text,
-    ValueType,
-    When,
-    config_key,
-    format_table,
-    resolve_table,
-    when_equals,
-)
+from ddsolve.schema import *  # noqa: F401,F403 - the vocabulary problems are written in
+from ddsolve.schema import ConfigError, OneOf, Param, Real, ScheduleSpec, format_table, resolve_table
 
 if TYPE_CHECKING:  # pragma: no cover
     from ddsolve.grid.coordinates import Coordinates
