@@ -13,18 +13,12 @@ Run: ``python benchmarks/bench_implicit.py [--cells 400 800 1600] [--repeats 3]`
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 import numpy as np
 
 from ddsolve import GridModel, Model, cartesian, evolve
 from ddsolve.laws.exact import gaussian_cell_averages, ou_moments
 from ddsolve.model.potentials import QuadraticPotential
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:  # running the script by path puts it there; importing may not
-    sys.path.insert(0, _HERE)
 
 from _harness import timed  # noqa: E402
 

@@ -20,17 +20,11 @@ quick look.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 import numpy as np
 
 from ddsolve.model.kernels import AttractiveRepulsiveKernel, GaussianKernel, QuadraticKernel
 from particles.forces import make_force
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:  # running the script by path puts it there; importing may not
-    sys.path.insert(0, _HERE)
 
 from _harness import median_time  # noqa: E402
 

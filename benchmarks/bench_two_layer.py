@@ -22,14 +22,8 @@ number. Targets: tabulation <= 5 s, run <= 30 s.
 
 from __future__ import annotations
 
-import os
-import sys
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:  # running the script by path puts it there; importing may not
-    sys.path.insert(0, _HERE)
-
-from _harness import (  # noqa: E402
+from _harness import (
     add_blas_threads_arg,
     add_common_args,
     finish,
