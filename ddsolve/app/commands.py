@@ -2,7 +2,7 @@
 
 A :class:`Command` adds its arguments to the parser, runs, and may own config sections
 (``[particles]``) and a part of ``ddsolve problems``. ddsolve's own commands (``run``,
-``problems``) are registered here; other packages register theirs through the
+``problems``, ``steady``) are registered here; other packages register theirs through the
 entry-point group ``ddsolve.commands`` in their ``pyproject.toml``::
 
     [project.entry-points."ddsolve.commands"]
@@ -29,7 +29,8 @@ __all__ = ["Command", "ENTRY_POINT_GROUP", "BUILTIN", "commands", "extension_sec
 ENTRY_POINT_GROUP = "ddsolve.commands"
 
 BUILTIN = {"run": "ddsolve.app.builtin_commands:RunCommand",
-           "problems": "ddsolve.app.builtin_commands:ProblemsCommand"}
+           "problems": "ddsolve.app.builtin_commands:ProblemsCommand",
+           "steady": "ddsolve.steady.command:SteadyCommand"}
 """ddsolve's own commands, in the form of entry points (``module:Class``)."""
 
 
