@@ -33,3 +33,17 @@ def test_quick_examples(name, tmp_path):
 @pytest.mark.parametrize("name", SLOW)
 def test_slow_examples(name, tmp_path):
     _run(name, tmp_path)
+
+
+STEADY = ["steady_curie_weiss", "steady_kuramoto"]
+
+
+@pytest.mark.parametrize("name", STEADY)
+def test_steady_examples(name, tmp_path):
+    """The ``ddsolve steady`` examples: a figure and the continuation tables."""
+    out = tmp_path / name
+    proc = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (out / f"{name}.png").stat().st_size > 10_000
+    assert any(out.rglob("branches.csv")) and "branch-point" in proc.stdout

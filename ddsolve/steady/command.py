@@ -50,11 +50,17 @@ class SteadyCommand(Command):
         s = result.summary
         print(f"ddsolve: {len(result.states)} stationary state(s) from {s.get('guesses_tried', 0)} guesses "
               f"({s['wall_time']:.2f} s); output in {result.out_dir}")
+        if "classification" in s:  # beta = inf
+            for row in result.states:
+                risk = f", risk {row['risk']:.10g}" if "risk" in row else ""
+                print(f"  state {row['id']} ({row['kind']}): energy {row['energy']:.10g}{risk}, "
+                      f"certificate gap {row['certificate_gap']:.3g}")
+            print(f"  {s['classification']}")
+            return
         for row in result.states:
             tag = "stable" if row["stable"] else f"unstable ({row['n_unstable']} direction(s))"
-            extra = f", certificate gap {row['certificate_gap']:.3g}" if "certificate_gap" in row else ""
             print(f"  state {row['id']}: free energy {row['free_energy']:.10g}, residual {row['residual']:.2g}, "
-                  f"{tag}{extra}")
+                  f"{tag}")
         for sp in result.special:
             print(f"  {sp['description']}")
 

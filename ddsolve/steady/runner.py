@@ -19,7 +19,7 @@ from ddsolve.app.config import Setup, apply_overrides, build, resolve
 from ddsolve.app.io import jsonable
 from ddsolve.app.lifecycle import RunRecord
 from ddsolve.grid.grid_model import GridModel
-from ddsolve.schema import config_key
+from ddsolve.schema import ConfigError, config_key
 from ddsolve.steady.config import resolve_steady
 from ddsolve.steady.continuation import BetaFamily, Diagram, RebuildFamily, continue_states
 from ddsolve.steady.deflation import default_guesses, find_states
@@ -137,9 +137,10 @@ def steady(raw: Mapping[str, Any], out_dir: str | Path | None = None, *,
     opts = prep.options
     n_random = opts["guesses"] if guesses is None else int(guesses)
     if math.isinf(prep.setup.model.beta):
-        from ddsolve.steady.noiseless_run import steady_noiseless
-
-        return steady_noiseless(prep, progress=progress)
+        if continuation is not None:
+            raise ConfigError("--continue", "continuation needs a finite beta (model.beta = inf "
+                                            "has no self-consistency equation)")
+        return steady_noiseless(prep)
     sc = _problem(prep)
     out = Path(opts["out"])
     record = RunRecord(out, "steady.out", jsonable(prep.config), command="steady",
@@ -213,3 +214,47 @@ def _continue(raw, prep, sc, found, continuation, result, record) -> None:
     if diagram.failures:
         raise NewtonFailure("continuation stopped early: " + "; ".join(diagram.failures[:3]),
                             math.nan)
+
+
+def steady_noiseless(prep: Prepared) -> SteadyResult:
+    """beta = inf: time-step the [initial] density to stationarity, certify it (supp rho
+    in argmin Psi), compute the global minimum of the energy/risk over all measures on
+    the grid, and classify the limit (:mod:`ddsolve.steady.noiseless`). ``states.csv``
+    holds the limit (id 0) and the global minimiser (id 1)."""
+    from ddsolve.steady.noiseless import certificate, classify, global_minimum, relax_to_stationarity
+
+    opts, gm, setup = prep.options, prep.grid_model, prep.setup
+    out = Path(opts["out"])
+    record = RunRecord(out, "steady.out", jsonable(prep.config), command="steady",
+                       problem=setup.problem.name, beta="inf")
+    for old in out.glob("state_*.h5"):
+        old.unlink()
+    rows: list[dict[str, Any]] = []
+    info = {"ddsolve_config": json.dumps(jsonable(prep.config))}
+    with record.running(now=lambda: math.nan):
+        relax = relax_to_stationarity(gm, setup.initial.values, t_max=opts["t_max"],
+                                      dissipation_tol=opts["dissipation_tol"], change_tol=opts["change_tol"])
+        mass = gm.mass(relax.rho)
+        qp = global_minimum(gm, mass=mass)
+        cls = classify(gm, relax.rho, qp)
+        for i, (kind, rho) in enumerate((("time-stepping limit", relax.rho), ("global minimum", qp.rho))):
+            cert = certificate(gm, rho)
+            energy = gm.energy(rho)
+            row: dict[str, Any] = {"id": i, "kind": kind, "mass": gm.mass(rho), "free_energy": energy,
+                                   "energy": energy, "residual": gm.dissipation(rho) / gm.mass(rho),
+                                   "stable": "" if i == 0 else qp.convex, "n_unstable": "" if i == 0 else 0,
+                                   "certificate_gap": cert.gap, "weighted_gap": cert.weighted_gap}
+            row.update(gm.moments(rho))
+            if gm.model.has_risk:
+                row["risk"] = gm.risk(rho)
+            row["is_global"] = cls.is_global if i == 0 else qp.convex
+            rows.append(row)
+            write_state(out / f"state_{i}.h5", setup.coords.field(rho), {**info, "state_id": i, "kind": kind})
+        write_rows(out / STATES_FILE, rows, first=("id", "kind"))
+        record.summary.update(relaxation={"t": relax.t, "converged": relax.converged, "reason": relax.reason,
+                                          "steps": relax.steps},
+                              global_minimum={"energy": qp.energy, "risk": qp.risk, "gap": qp.gap,
+                                              "convex": qp.convex, "support_cells": int(qp.support.size)},
+                              classification=cls.description, states_found=len(rows))
+    summary = record.finish(states=rows)
+    return SteadyResult(out, rows, summary)

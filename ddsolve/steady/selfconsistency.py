@@ -409,7 +409,7 @@ def newton(problem: SelfConsistency, z0: np.ndarray, *, tol: float = 1e-12, max_
             if np.isfinite(f_new) and f_new <= (1 - 1e-4 * lam) * f0:
                 break
             lam *= 0.5
-            if lam < 1e-8:
+            if lam < 1e-3:  # a Newton direction this poor: give the guess up
                 raise NewtonFailure(f"line search failed at iteration {it} "
                                     f"(residual {np.linalg.norm(r, np.inf):.3g})")
         if np.linalg.norm(lam * step, np.inf) <= 1e-15 * scale and np.linalg.norm(r_new, np.inf) <= 1e3 * tol * scale:

@@ -340,3 +340,28 @@ def test_steady_newton_failure_exits_3_and_keeps_output(tmp_path):
     assert "no stationary state found" in proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["guesses_tried"] > 0
+
+
+def test_steady_noiseless_command(tmp_path):
+    """beta = inf (aggregation, W = |z|^2/2 - |z|): the limit of time stepping and the
+    minimum of the energy over all measures on the grid agree (the known steady state is
+    uniform on an interval of length 2), and both are certified (supp in argmin Psi)."""
+    cfg = tmp_path / "agg.toml"
+    cfg.write_text('[model]\nproblem = "aggregation"\n[grid]\nbounds = [-2.0, 2.0]\ncells = 80\n'
+                   '[initial]\nstd = 0.5\n')
+    out = tmp_path / "o"
+    proc = _ddsolve("steady", str(cfg), "--out", str(out), "--set", "steady.t_max=50", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    import csv
+
+    rows = list(csv.DictReader(open(out / "states.csv")))
+    assert [r["kind"] for r in rows] == ["time-stepping limit", "global minimum"]
+    e0, e1 = float(rows[0]["energy"]), float(rows[1]["energy"])
+    assert e1 <= e0 + 1e-12 and e0 - e1 < 1e-9
+    assert float(rows[1]["certificate_gap"]) < 1e-12
+    # uniform on an interval of length 2 (any translate: V = 0): variance 1/3 up to the grid
+    assert abs(float(rows[1]["m2_x"]) - float(rows[1]["mean_x"]) ** 2 - 1 / 3) < 2e-3
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["relaxation"]["converged"]
+    proc = _ddsolve("steady", str(cfg), "--out", str(out), "--continue", "model.a=1.5:2.5", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("ddsolve: error: --continue")
