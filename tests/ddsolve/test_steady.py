@@ -365,3 +365,25 @@ def test_steady_noiseless_command(tmp_path):
     assert summary["status"] == "ok" and summary["relaxation"]["converged"]
     proc = _ddsolve("steady", str(cfg), "--out", str(out), "--continue", "model.a=1.5:2.5", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("ddsolve: error: --continue")
+
+
+def test_continuation_in_theta_rebuilds_the_model(tmp_path):
+    """Continuation in model.theta (the model is rebuilt per value) at beta = 3: the
+    pitchfork of the symmetric state is at beta theta <x^2>_theta = 1, <.> under
+    exp(-beta (x^4/4 - x^2/2 + theta x^2/2)) on [-3, 3] (quadrature: theta_c = 0.67354259)."""
+    from ddsolve.steady.runner import steady
+
+    def f(t, b=3.0):
+        w = lambda x: np.exp(-b * (x**4 / 4 - x**2 / 2 + t * x**2 / 2))
+        return b * t * quad(lambda x: x * x * w(x), -3, 3, epsabs=1e-14)[0] / quad(w, -3, 3, epsabs=1e-14)[0] - 1
+    exact = brentq(f, 0.2, 1.5, xtol=1e-14)
+    values = []
+    for cells in (200, 400):
+        raw = {"model": {"problem": "curie-weiss", "beta": 3.0}, "grid": {"bounds": [-3.0, 3.0], "cells": cells},
+               "initial": {"std": 0.5}}
+        res = steady(raw, tmp_path / str(cells), continuation=("model.theta", 0.2, 1.5))
+        [bp] = [s for s in res.special if s["kind"] == "branch-point"]
+        assert bp["bracket_high"] - bp["bracket_low"] < 1e-8
+        values.append(bp["model.theta"])
+    err = np.abs(np.array(values) - exact)
+    assert err[1] < 1e-4 and abs(math.log2(err[0] / err[1]) - 2) < 0.1, err
