@@ -14,8 +14,8 @@ V\rho + \iint U\rho\rho`. Stationary measures need not have densities: any
 :math:`\rho` with :math:`\nabla\Psi[\rho] = 0` on its support is stationary, so point
 masses, and measures sitting on a cone point of :math:`\Psi`, are stationary too.
 
-**Theorem** (Mei, Montanari & Nguyen, PNAS 115, 2018, Prop. 1 of the SI on the global
-minimisers of the risk). Every global minimiser :math:`\rho^*` of :math:`R` over
+**Theorem** (Mei, Montanari & Nguyen, PNAS 115, 2018, their characterisation of the
+global minimisers of the risk, proved in the SI). Every global minimiser :math:`\rho^*` of :math:`R` over
 probability measures satisfies
 
 .. math:: \operatorname{supp}\rho^* \subseteq \arg\min_\theta \Psi(\theta;\rho^*).
@@ -45,11 +45,13 @@ duality gap of :math:`f = 2E_h` (the risk minus :math:`R_\#`),
 
 bounds the risk gap of any state by the mass-weighted excess of :math:`\Psi` over its
 minimum (Frank & Wolfe, Naval Res. Logist. Q. 3, 1956; Jaggi, ICML 2013, §2). The QP is
-solved by accelerated projected gradient (Beck & Teboulle, SIAM J. Imaging Sci. 2, 2009,
-with the adaptive restart of O'Donoghue & Candès, Found. Comput. Math. 15, 2015) and
-finished by a primal active-set method (Nocedal & Wright, *Numerical Optimization*, 2nd
-ed., 2006, Alg. 16.3), whose equality-constrained KKT solves on the identified support
-make the answer accurate to round-off.
+solved by pairwise Frank–Wolfe, whose iterates stay sparse (Lacoste-Julien & Jaggi,
+NeurIPS 2015), then finished by exact solves of the equality-constrained KKT system on
+the identified support and a primal active-set method (Nocedal & Wright, *Numerical
+Optimization*, 2nd ed., 2006, Alg. 16.3), which makes the answer accurate to
+round-off. Kernels of low numerical rank (two-layer nets) make the minimiser
+non-unique; starting from a point mass, the method typically returns one of small
+support.
 
 Examples
 --------
@@ -75,7 +77,11 @@ import scipy.linalg
 import scipy.sparse.linalg as spla
 
 from ddsolve.grid.grid_model import GridModel
-from ddsolve.grid.interaction import ConvolutionInteraction, DenseInteraction, SeparableInteraction
+from ddsolve.grid.interaction import (
+    ConvolutionInteraction,
+    DenseInteraction,
+    SeparableInteraction,
+)
 from ddsolve.schemes.evolve import check_density, evolve
 
 __all__ = [
@@ -83,11 +89,13 @@ __all__ = [
     "relax_to_stationarity",
     "Certificate",
     "certificate",
+    "support_mask",
     "MinimumResult",
     "global_minimum",
     "Classification",
     "classify",
     "DENSE_QP_MAX",
+    "DENSE_EIG_MAX",
     "CONVEXITY_TOL",
 ]
 
@@ -95,9 +103,13 @@ DENSE_QP_MAX = 4000
 """Grids up to this many cells use the dense matrix :math:`K` for operators that can
 only be applied (FFT); larger ones are handled matrix-free."""
 
+DENSE_EIG_MAX = 2000
+"""Up to this many cells the convexity check diagonalises the dense :math:`K` on the
+tangent space; beyond, it uses Lanczos iterations."""
+
 CONVEXITY_TOL = 1e-10
-""":math:`K` counts as PSD on the tangent space when its smallest eigenvalue there is
-:math:`\\ge -` this times its largest absolute eigenvalue."""
+r""":math:`K` counts as PSD on the tangent space when its smallest eigenvalue there is
+:math:`\ge -` this times its largest absolute eigenvalue."""
 
 _EPS = np.finfo(float).eps
 
@@ -400,7 +412,6 @@ class _Quadratic:
             self.kind = "zero"
         elif isinstance(op, SeparableInteraction):
             self.kind, self.F, self.G = "lowrank", op.F, op.G
-            self.symmetric_lowrank = op.F is op.G
         elif isinstance(op, DenseInteraction):
             self.kind, self.K = "dense", op.K
         elif isinstance(op, ConvolutionInteraction) and self.M <= DENSE_QP_MAX:
@@ -422,7 +433,7 @@ class _Quadratic:
         return self.op.apply(p.reshape(self.shape) / self.vol).ravel()
 
     def diagonal(self) -> np.ndarray:
-        """:math:`K_{jj}` (zeros for an apply-only operator: only used to pick a start)."""
+        r""":math:`K_{jj}` (zeros for an apply-only operator: only used to pick a start)."""
         if self.kind == "dense":
             return np.diag(self.K).copy()
         if self.kind == "lowrank":
@@ -432,7 +443,7 @@ class _Quadratic:
     def column(self, j: int) -> np.ndarray:
         """:math:`K_{:,j}`."""
         if self.kind == "dense":
-            return self.K[:, j]
+            return self.K[j]  # K is symmetric: the contiguous row
         if self.kind == "lowrank":
             return self.G[:, j] @ self.F
         e = np.zeros(self.M)
@@ -457,11 +468,11 @@ class _Quadratic:
         return 0.5 * (A + A.T)
 
     def tangent_spectrum(self) -> tuple[float, float]:
-        """Smallest and largest eigenvalue of :math:`K` on :math:`\\{\\sum q = 0\\}`."""
+        r"""Smallest and largest eigenvalue of :math:`K` on :math:`\{\sum q = 0\}`."""
         M = self.M
         if self.kind == "zero" or M < 2:
             return 0.0, 0.0
-        if self.kind == "dense":
+        if self.kind == "dense" and M <= DENSE_EIG_MAX:
             lam = scipy.linalg.eigvalsh(_reduce(self.K))
             return float(lam[0]), float(lam[-1])
         if self.kind == "lowrank":
@@ -477,26 +488,40 @@ class _Quadratic:
         return self._lanczos_spectrum()
 
     def _lanczos_spectrum(self) -> tuple[float, float]:
+        r"""Lanczos (ARPACK) on :math:`PKP`, :math:`P = I - \mathbf{1}\mathbf{1}^\top/M`:
+        the largest eigenvalue, then the smallest as ``hi`` minus the largest of
+        :math:`hi\,P - PKP` (the top of the spectrum converges to an accuracy relative
+        to ``hi``, the clustered bottom of a smooth kernel would not)."""
         M = self.M
         one = np.ones(M) / math.sqrt(M)
 
         def proj(v):
             return v - one * (one @ v)
 
-        P = spla.LinearOperator((M, M), matvec=lambda v: proj(self.matvec(proj(np.ravel(v)))),
-                                dtype=float)
-        hi = float(spla.eigsh(P, k=1, which="LA", return_eigenvectors=False)[0])
-        big = max(abs(hi), 1.0) * 4.0
-        shifted = spla.LinearOperator((M, M), dtype=float,
-                                      matvec=lambda v: P.matvec(v) + big * one * (one @ np.ravel(v)))
-        lo = float(spla.eigsh(shifted, k=1, which="SA", return_eigenvectors=False)[0])
+        def pkp(v):
+            return proj(self.matvec(proj(np.ravel(v))))
+
+        def top(matvec) -> float:
+            op = spla.LinearOperator((M, M), matvec=matvec, dtype=float)
+            v0 = proj(np.cos(np.arange(M) * 0.7 + 0.3))
+            try:
+                return float(spla.eigsh(op, k=1, which="LA", v0=v0, tol=1e-12, maxiter=50 * M,
+                                        return_eigenvectors=False)[0])
+            except spla.ArpackNoConvergence as err:  # Ritz values converge before vectors
+                if err.eigenvalues.size == 0:
+                    raise RuntimeError("Lanczos did not converge: cannot check convexity "
+                                       "of the interaction on this grid") from err
+                return float(np.max(err.eigenvalues.real))
+
+        hi = top(pkp)
+        lo = hi - top(lambda v: hi * proj(np.ravel(v)) - pkp(v))
         return lo, hi
 
 
 def _householder(s: int) -> np.ndarray:
-    """``v`` with :math:`H = I - 2vv^\\top` symmetric orthogonal, :math:`He_{s-1} =
-    \\mathbf 1/\\sqrt s`: the first ``s - 1`` columns of :math:`H` are an orthonormal basis
-    of :math:`\\{\\sum q = 0\\}`."""
+    r"""``v`` with :math:`H = I - 2vv^\top` symmetric orthogonal, :math:`He_{s-1} =
+    \mathbf 1/\sqrt s`: the first ``s - 1`` columns of :math:`H` are an orthonormal basis
+    of :math:`\{\sum q = 0\}`."""
     v = np.full(s, 1.0 / math.sqrt(s))
     v[-1] -= 1.0
     return v / np.linalg.norm(v)
@@ -508,33 +533,22 @@ def _reflect(v: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def _reduce(A: np.ndarray) -> np.ndarray:
-    """:math:`(HAH)_{:s-1,:s-1}`: ``A`` on the tangent space in an orthonormal basis."""
+    r""":math:`(HAH)_{:s-1,:s-1}`: ``A`` on the tangent space in an orthonormal basis."""
     v = _householder(A.shape[0])
     B = _reflect(v, _reflect(v, A).T).T
     B = B[:-1, :-1]
     return 0.5 * (B + B.T)
 
 
-def _project_simplex(y: np.ndarray, mass: float) -> np.ndarray:
-    """Euclidean projection onto :math:`\\{p\\ge0, \\sum p = \\text{mass}\\}` (sort and
-    threshold, Held, Wolfe & Crowder, Math. Program. 6, 1974)."""
-    u = np.sort(y)[::-1]
-    css = np.cumsum(u) - mass
-    k = np.arange(1, y.size + 1)
-    r = int(np.flatnonzero(u - css / k > 0)[-1])
-    theta = css[r] / (r + 1)
-    return np.maximum(y - theta, 0.0)
-
-
 def _fw_gap(g: np.ndarray, p: np.ndarray, mass: float) -> float:
-    """:math:`\\nabla E^\\top p - M\\min\\nabla E` (the gap of :math:`E`, half that of
+    r""":math:`\nabla E^\top p - M\min\nabla E` (the gap of :math:`E`, half that of
     :math:`f = 2E`)."""
     return float(g @ p - mass * g.min())
 
 
 def _pairwise_frank_wolfe(Q: _Quadratic, V: np.ndarray, p: np.ndarray, mass: float,
                           max_iter: int, target: float) -> tuple[np.ndarray, int]:
-    """Pairwise Frank–Wolfe with exact line search (Lacoste-Julien & Jaggi, NeurIPS
+    r"""Pairwise Frank–Wolfe with exact line search (Lacoste-Julien & Jaggi, NeurIPS
     2015, Alg. 2) from ``p`` until the duality gap of :math:`E` is at most ``target``:
     each step moves mass from the support cell of largest :math:`\Psi` to the cell of
     smallest :math:`\Psi`, so the iterates stay sparse."""
@@ -562,7 +576,7 @@ def _energy(Q: _Quadratic, V: np.ndarray, p: np.ndarray) -> float:
 
 
 def _direction(A: np.ndarray, gS: np.ndarray, gscale: float) -> tuple[np.ndarray, bool]:
-    """Step on the support: ``(d, newton)`` with :math:`\\sum d = 0`. ``newton`` is True
+    r"""Step on the support: ``(d, newton)`` with :math:`\sum d = 0`. ``newton`` is True
     for the Newton step of the equality-constrained QP (minimiser on the support at
     step 1), False for a direction of negative or zero curvature along which the energy
     decreases without bound until a weight reaches 0."""
@@ -573,7 +587,10 @@ def _direction(A: np.ndarray, gS: np.ndarray, gscale: float) -> tuple[np.ndarray
     lam, W = scipy.linalg.eigh(B)
     lam_tol = 1e-11 * max(float(np.abs(lam).max()), 1e-300)
     c = W.T @ b
-    lift = lambda y: _reflect(v, np.append(y, 0.0))  # noqa: E731
+
+    def lift(y: np.ndarray) -> np.ndarray:
+        return _reflect(v, np.append(y, 0.0))
+
     if lam[0] < -lam_tol:  # negative curvature (non-convex on the support)
         w = W[:, 0] * (-1.0 if c[0] > 0 else 1.0)
         return lift(w), False
@@ -584,12 +601,56 @@ def _direction(A: np.ndarray, gS: np.ndarray, gscale: float) -> tuple[np.ndarray
     return lift(-W[:, pos] @ (c[pos] / lam[pos])), True
 
 
+def _support_newton(Q: _Quadratic, V: np.ndarray, p: np.ndarray, mass: float, max_iter: int,
+                    kkt_tol: float) -> tuple[np.ndarray, int]:
+    r"""Fast support identification for convex problems: solve the equality-constrained
+    QP on the support, drop every cell whose weight comes out negative, add the cells
+    whose multiplier :math:`\Psi_j - \lambda` is negative, repeat. Returns the best
+    feasible point found (it need not be optimal: :func:`_active_set` finishes)."""
+    S = np.flatnonzero(p > 0)
+    best, e_best = p.copy(), _energy(Q, V, p)
+    seen: set[bytes] = set()
+    for it in range(1, max_iter + 1):
+        key = np.sort(S).tobytes()
+        if key in seen or S.size < 2:
+            return best, it
+        seen.add(key)
+        g = V + Q.matvec(p)
+        d, newton = _direction(Q.sub(S), g[S], max(float(np.abs(g).max()), 1e-300))
+        if not newton:
+            return best, it
+        q = p[S] + d
+        neg = q < 0
+        if neg.any():
+            S = S[~neg]
+            p = np.zeros_like(p)
+            p[S] = q[~neg]
+            p *= mass / p.sum()
+            continue
+        p = np.zeros_like(p)
+        p[S] = q
+        e = _energy(Q, V, p)
+        if e < e_best:
+            best, e_best = p.copy(), e
+        g = V + Q.matvec(p)
+        lam = float(np.dot(g[S], p[S]) / p.sum())
+        viol = g - lam
+        viol[S] = np.inf
+        add = np.flatnonzero(viol < -kkt_tol)
+        if add.size == 0:
+            return best, it
+        # the worst violators, at most as many as the support holds
+        add = add[np.argsort(viol[add])[: max(1, S.size)]]
+        S = np.concatenate([S, add])
+    return best, max_iter
+
+
 def _active_set(Q: _Quadratic, V: np.ndarray, p: np.ndarray, mass: float, max_iter: int,
                 kkt_tol: float) -> tuple[np.ndarray, int]:
-    """Primal active-set method on the simplex from a feasible ``p`` (Nocedal & Wright
+    r"""Primal active-set method on the simplex from a feasible ``p`` (Nocedal & Wright
     2006, Alg. 16.3): Newton steps of the equality-constrained QP on the support,
     clipped where a weight reaches zero (that cell leaves the support), and the cell
-    with the most negative multiplier :math:`\\Psi_j - \\lambda` joins it."""
+    with the most negative multiplier :math:`\Psi_j - \lambda` joins it."""
     p = p.copy()
     S = np.flatnonzero(p > 0)
     optimal_on_S = False
@@ -637,7 +698,8 @@ def _active_set(Q: _Quadratic, V: np.ndarray, p: np.ndarray, mass: float, max_it
 
 @dataclass
 class MinimumResult:
-    r"""The minimum of :math:`E_h` over :math:`\{\rho\ge0, \sum\rho_i|C| = M\}`.
+    r"""The minimum of :math:`E_h` over :math:`\{\rho\ge0, \sum\rho_i|C| = M\}` (or over
+    :math:`\rho = \rho_{\rm fixed} + q`, :math:`q \ge 0`).
 
     Attributes
     ----------
@@ -648,18 +710,21 @@ class MinimumResult:
     risk : float or None
         :math:`R_\# + 2E_h` for models with a risk.
     gap : float
-        Frank–Wolfe duality gap of :math:`f = 2E_h` (risk units): an upper bound on
-        :math:`f - f^*` if ``convex``.
+        Frank–Wolfe duality gap of :math:`f = 2E_h` (risk units) over the free part:
+        an upper bound on :math:`f - f^*` if ``convex``.
     kkt_residual : float
-        :math:`\max(\max_S|\Psi_i - \lambda|, \max_i(\lambda - \Psi_i)^+)`, :math:`\lambda`
-        the mass-weighted mean of :math:`\Psi` on the support.
+        :math:`\max(\max_S|\Psi_i - \lambda|, (\lambda - \min_i\Psi_i)^+)` with
+        :math:`\lambda` the mass-weighted mean of :math:`\Psi` on the support :math:`S`
+        of the free part.
     multiplier : float
         :math:`\lambda`, the value of :math:`\Psi` on the support (:math:`=\min\Psi`).
     support : numpy.ndarray of int
-        Flat indices of the cells with positive weight.
+        Flat indices of the cells where the free part is positive.
     support_centers : numpy.ndarray, shape (n_support, ndim)
+    weights : numpy.ndarray, shape (n_support,)
+        The free masses :math:`q_i|C|` on those cells.
     iterations : dict
-        ``{"gradient": ..., "active_set": ...}``.
+        Iterations of the stages: ``frank_wolfe``, ``support_newton``, ``active_set``.
     convex : bool
         :math:`K` is PSD on the tangent space (then the minimum is global); otherwise
         the answer is a local minimum only.
@@ -668,6 +733,9 @@ class MinimumResult:
     converged : bool
         ``gap <= tol * max(1, |f|)``.
     mass : float
+        Total mass (fixed part included).
+    fixed_mass : float
+        Mass of the fixed part (0 without one).
     """
 
     rho: np.ndarray
@@ -678,48 +746,83 @@ class MinimumResult:
     multiplier: float
     support: np.ndarray
     support_centers: np.ndarray
+    weights: np.ndarray
     iterations: dict[str, int]
     convex: bool
     tangent_eigenvalues: tuple[float, float]
     converged: bool
     mass: float
+    fixed_mass: float = 0.0
 
 
-def _kkt(g: np.ndarray, p: np.ndarray) -> tuple[float, float]:
-    S = p > 0
-    lam = float(np.dot(g[S], p[S]) / p[S].sum())
+def _kkt(g: np.ndarray, q: np.ndarray) -> tuple[float, float]:
+    S = q > 0
+    lam = float(np.dot(g[S], q[S]) / q[S].sum())
     res = max(float(np.abs(g[S] - lam).max()), float(max(0.0, lam - g.min())))
     return lam, res
+
+
+def _solve_qp(Q: _Quadratic, V: np.ndarray, mass: float, q: np.ndarray | None, convex: bool,
+              max_iter: int) -> tuple[np.ndarray, dict[str, int]]:
+    r"""Minimise :math:`V^\top q + \frac12 q^\top Kq` on the simplex of mass ``mass``."""
+    iters = {"frank_wolfe": 0, "support_newton": 0, "active_set": 0}
+    if q is None:  # the best vertex (point mass): E(M e_j) = M V_j + M^2 K_jj / 2
+        q = np.zeros(Q.M)
+        q[int(np.argmin(mass * V + 0.5 * mass**2 * Q.diagonal()))] = mass
+    if Q.kind == "zero":
+        q = np.zeros(Q.M)
+        q[int(np.argmin(V))] = mass
+        return q, iters
+    gscale = max(float(np.abs(V + Q.matvec(q)).max()), 1.0)
+    q, iters["frank_wolfe"] = _pairwise_frank_wolfe(Q, V, q, mass, max_iter, 1e-8 * gscale * mass)
+    # finish: exact KKT solves on the support
+    kkt_tol = 1e3 * _EPS * gscale
+    q_as = q
+    if convex:
+        q_as, iters["support_newton"] = _support_newton(Q, V, q, mass, 100, kkt_tol)
+    q_as, iters["active_set"] = _active_set(Q, V, q_as, mass, max_iter, kkt_tol)
+    e_fw, e_as = _energy(Q, V, q), _energy(Q, V, q_as)
+    if e_as <= e_fw + 1e3 * _EPS * max(1.0, abs(e_fw)):
+        q = q_as
+    return q, iters
 
 
 def global_minimum(
     grid_model: GridModel,
     mass: float = 1.0,
     tol: float = 1e-12,
-    max_iter: int = 20_000,
+    max_iter: int = 5000,
     *,
     start: np.ndarray | None = None,
+    fixed: np.ndarray | None = None,
 ) -> MinimumResult:
     r"""Minimise the discrete energy over all non-negative densities of the given mass.
 
     Solves :math:`\min\{V^\top p + \frac12 p^\top Kp : p\ge 0, \sum_i p_i = \text{mass}\}`
     in the weights :math:`p_i = \rho_i|C|` (the risk :math:`R_\# + 2E_h` over all measures
-    on the grid): accelerated projected gradient until the duality gap is small, then a
-    primal active-set method that solves the KKT system on the support exactly.
+    on the grid): pairwise Frank–Wolfe from the best point mass, then exact KKT solves
+    on the support (drop negative weights, add cells of negative multiplier), and a
+    primal active-set method that makes the answer accurate to round-off.
 
     Parameters
     ----------
     grid_model : GridModel
         Any model; only :math:`V` and :math:`K` enter (the :math:`\beta=\infty` problem).
     mass : float
-        Total mass :math:`\sum\rho_i|C|` (> 0).
+        Total mass :math:`\sum\rho_i|C|` (> 0), the fixed part included.
     tol : float
-        Target duality gap of :math:`f = 2E_h`, relative to :math:`\max(1, |f|)`.
+        Target duality gap of :math:`f = 2E_h` relative to :math:`\max(1, |f|)`, for the
+        ``converged`` flag.
     max_iter : int
-        Iteration cap of each of the two stages.
+        Iteration cap of the Frank–Wolfe and of the active-set stage.
     start : numpy.ndarray, optional
-        Initial density (grid shape; rescaled to ``mass``), default uniform. For a
-        non-convex problem different starts may give different local minima.
+        Initial density of the free part (grid shape; rescaled to its mass), default
+        the best point mass. For a non-convex problem different starts may give
+        different local minima.
+    fixed : numpy.ndarray, optional
+        A density held fixed (grid shape): the minimum is over :math:`\rho =
+        \rho_{\rm fixed} + q`, :math:`q\ge0` of mass ``mass - mass(fixed)``, e.g. the
+        best state reachable while the mass trapped at a cone point stays there.
 
     Returns
     -------
@@ -728,58 +831,51 @@ def global_minimum(
     Raises
     ------
     ValueError
-        For non-positive ``mass`` or ``tol``, ``max_iter < 1``, or an invalid ``start``.
+        For non-positive ``mass`` or ``tol``, ``max_iter < 1``, or an invalid ``start``
+        or ``fixed`` (wrong shape, negative, or holding all the mass).
 
     Notes
     -----
     Cost: the convexity check is one eigenvalue problem of size :math:`M-1` for dense
     :math:`K` (about 0.1 s for :math:`M = 1000`), of size :math:`r` for separable
-    :math:`K = F^\top G`; each gradient iteration is one application of :math:`K`; each
-    active-set step an eigenproblem of the size of the support.
+    :math:`K = F^\top G`; a Frank–Wolfe step costs one column of :math:`K`; a KKT solve
+    one eigenproblem of the size of the support.
     """
     mass = _positive("mass", mass)
     tol = _positive("tol", tol)
     max_iter = _count("max_iter", max_iter)
     Q = _Quadratic(grid_model)
+    vol = grid_model.coords.cell_volume
     V = np.asarray(grid_model.V, dtype=float).ravel()
-    vol = grid_model.coords.cell_volume
+    p_fixed = np.zeros(Q.M)
+    if fixed is not None:
+        p_fixed = check_density(grid_model, fixed, "fixed").ravel() * vol
+        if not p_fixed.sum() < mass * (1 - 1e-12):
+            raise ValueError(f"fixed holds mass {p_fixed.sum():g}, it must be below mass = {mass:g}")
+        V = V + Q.matvec(p_fixed)  # E(p_f + q) = E(p_f) + (V + K p_f).q + q.Kq / 2
+    free = mass - float(p_fixed.sum())
+    q0 = None
+    if start is not None:
+        q0 = check_density(grid_model, start, "start").ravel() * vol
+        q0 *= free / q0.sum()
     lo, hi = Q.tangent_spectrum()
-    convex = lo >= -CONVEXITY_TOL * max(abs(lo), abs(hi), 1e-300)
-    if start is None:  # the best vertex (point mass): E(M e_j) = M V_j + M^2 K_jj / 2
-        p = np.zeros(Q.M)
-        p[int(np.argmin(mass * V + 0.5 * mass**2 * Q.diagonal()))] = mass
-    else:
-        p = check_density(grid_model, start, "start").ravel() * vol
-        p *= mass / p.sum()
-    iters = {"frank_wolfe": 0, "active_set": 0}
-    if Q.kind != "zero":
-        g = V + Q.matvec(p)
-        gscale = max(float(np.abs(g).max()), 1.0)
-        p, iters["frank_wolfe"] = _pairwise_frank_wolfe(Q, V, p, mass, max_iter,
-                                                        1e-8 * gscale * mass)
-        # finish: exact KKT solves on the support
-        kkt_tol = 1e3 * _EPS * gscale
-        p_as, iters["active_set"] = _active_set(Q, V, p, mass, max_iter, kkt_tol)
-        e_fw, e_as = _energy(Q, V, p), _energy(Q, V, p_as)
-        if e_as <= e_fw + 1e3 * _EPS * max(1.0, abs(e_fw)):
-            p = p_as
-    return _minimum_result(grid_model, Q, V, p, mass, tol, convex, (lo, hi), iters)
-
-
-def _minimum_result(grid_model, Q, V, p, mass, tol, convex, spectrum, iters) -> MinimumResult:
-    vol = grid_model.coords.cell_volume
-    g = V + Q.matvec(p)
-    energy = _energy(Q, V, p)
-    gap = 2.0 * max(0.0, _fw_gap(g, p, mass))
-    lam, res = _kkt(g, p)
-    support = np.flatnonzero(p > 0)
+    convex = bool(lo >= -CONVEXITY_TOL * max(abs(lo), abs(hi), 1e-300))
+    q, iters = _solve_qp(Q, V, free, q0, convex, max_iter)
+    p = p_fixed + q
+    g = V + Q.matvec(q)
+    energy = float(np.asarray(grid_model.V).ravel() @ p + 0.5 * p @ Q.matvec(p))
+    gap = 2.0 * max(0.0, _fw_gap(g, q, free))
+    lam, res = _kkt(g, q)
+    support = np.flatnonzero(q > 0)
     centers = grid_model.coords.cell_centers().reshape(-1, grid_model.coords.ndim)[support]
-    risk = grid_model.model.risk_offset + 2.0 * energy if grid_model.model.has_risk else None
+    model = grid_model.model
     return MinimumResult(
-        rho=(p / vol).reshape(grid_model.coords.shape), energy=energy, risk=risk, gap=gap,
+        rho=(p / vol).reshape(grid_model.coords.shape), energy=energy,
+        risk=model.risk_offset + 2.0 * energy if model.has_risk else None, gap=gap,
         kkt_residual=res, multiplier=lam, support=support, support_centers=centers,
-        iterations=iters, convex=bool(convex), tangent_eigenvalues=spectrum,
-        converged=gap <= tol * max(1.0, abs(2.0 * energy)), mass=mass,
+        weights=q[support].copy(), iterations=iters, convex=convex,
+        tangent_eigenvalues=(lo, hi), converged=gap <= tol * max(1.0, abs(2.0 * energy)),
+        mass=mass, fixed_mass=float(p_fixed.sum()),
     )
 
 
@@ -788,14 +884,14 @@ def _minimum_result(grid_model, Q, V, p, mass, tol, convex, spectrum, iters) -> 
 # ---------------------------------------------------------------------------------------
 @dataclass
 class Classification:
-    """How a (stationary) state compares with the global minimum of the energy.
+    r"""How a (stationary) state compares with the global minimum of the energy.
 
     Attributes
     ----------
     is_global : bool
         ``risk_gap <= tol * max(1, |min risk|)`` (energy for models without a risk).
     risk_gap : float
-        :math:`R(\\rho) - R^*` (:math:`E_h(\\rho) - E_h^*` for models without a risk).
+        :math:`R(\rho) - R^*` (:math:`E_h(\rho) - E_h^*` for models without a risk).
     certificate_gap : float
         :attr:`Certificate.gap` of the state.
     value, minimum : float
