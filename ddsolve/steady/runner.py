@@ -79,9 +79,11 @@ def _problem(prep: Prepared) -> SelfConsistency:
                                representation=prep.options["representation"])
 
 
-def state_row(prep: Prepared, sc: SelfConsistency, st: SteadyState, k: int) -> dict[str, Any]:
-    """One row of ``states.csv`` / ``branches.csv``."""
-    stab = stability(sc, st, k)
+def state_row(prep: Prepared, sc: SelfConsistency, st: SteadyState, k: int,
+              stab: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One row of ``states.csv`` / ``branches.csv`` (``stab``: the state's stability, if
+    computed already)."""
+    stab = stability(sc, st, k) if stab is None else stab
     row: dict[str, Any] = {"mass": st.mass, "free_energy": st.free_energy, "energy": st.energy,
                            "residual": st.residual, "stable": stab["stable"],
                            "n_unstable": stab["n_unstable"], "n_neutral": stab["n_neutral"]}
@@ -188,7 +190,7 @@ def _continue(raw, prep, sc, found, continuation, result, record) -> None:
     for br in diagram.branches:
         for i, pt in enumerate(br.points):
             sc_p = family.problem(pt.parameter)
-            row = {"branch": br.id, "point": i, key: pt.parameter, **state_row(prep, sc_p, pt.state, opts["eigenvalues"]),
+            row = {"branch": br.id, "point": i, key: pt.parameter, **state_row(prep, sc_p, pt.state, opts["eigenvalues"], pt.stability),
                    "kind": pt.kind}
             rows.append(row)
     column = order_column(rows, prep.setup.coords.names) if rows else "free_energy"

@@ -387,3 +387,12 @@ def test_continuation_in_theta_rebuilds_the_model(tmp_path):
         values.append(bp["model.theta"])
     err = np.abs(np.array(values) - exact)
     assert err[1] < 1e-4 and abs(math.log2(err[0] / err[1]) - 2) < 0.1, err
+
+
+@pytest.mark.parametrize("module", ["selfconsistency", "deflation", "stability", "continuation", "noiseless"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"ddsolve.steady.{module}"))
+    assert result.failed == 0 and (result.attempted > 0 or module == "noiseless")
