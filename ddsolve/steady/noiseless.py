@@ -74,7 +74,6 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
-import scipy.sparse.linalg as spla
 
 from ddsolve.grid.grid_model import GridModel
 from ddsolve.grid.interaction import (
@@ -110,6 +109,9 @@ tangent space; beyond, it uses Lanczos iterations."""
 CONVEXITY_TOL = 1e-10
 r""":math:`K` counts as PSD on the tangent space when its smallest eigenvalue there is
 :math:`\ge -` this times its largest absolute eigenvalue."""
+
+LANCZOS_STEPS = 150
+"""Lanczos steps of the convexity check on grids too large for a dense eigensolver."""
 
 _EPS = np.finfo(float).eps
 
@@ -487,35 +489,34 @@ class _Quadratic:
             return lo, hi
         return self._lanczos_spectrum()
 
-    def _lanczos_spectrum(self) -> tuple[float, float]:
-        r"""Lanczos (ARPACK) on :math:`PKP`, :math:`P = I - \mathbf{1}\mathbf{1}^\top/M`:
-        the largest eigenvalue, then the smallest as ``hi`` minus the largest of
-        :math:`hi\,P - PKP` (the top of the spectrum converges to an accuracy relative
-        to ``hi``, the clustered bottom of a smooth kernel would not)."""
+    def _lanczos_spectrum(self, steps: int = LANCZOS_STEPS) -> tuple[float, float]:
+        r"""Extreme Ritz values of :math:`PKP` on the tangent space (:math:`P = I -
+        \mathbf{1}\mathbf{1}^\top/M`) after ``steps`` Lanczos steps with full
+        reorthogonalisation. Ritz values are Rayleigh quotients: a negative smallest one
+        proves that :math:`K` is not PSD there; a non-negative one makes convexity
+        probable, not certain (the smallest eigenvalue may be lower)."""
         M = self.M
         one = np.ones(M) / math.sqrt(M)
-
-        def proj(v):
-            return v - one * (one @ v)
-
-        def pkp(v):
-            return proj(self.matvec(proj(np.ravel(v))))
-
-        def top(matvec) -> float:
-            op = spla.LinearOperator((M, M), matvec=matvec, dtype=float)
-            v0 = proj(np.cos(np.arange(M) * 0.7 + 0.3))
-            try:
-                return float(spla.eigsh(op, k=1, which="LA", v0=v0, tol=1e-12, maxiter=50 * M,
-                                        return_eigenvectors=False)[0])
-            except spla.ArpackNoConvergence as err:  # Ritz values converge before vectors
-                if err.eigenvalues.size == 0:
-                    raise RuntimeError("Lanczos did not converge: cannot check convexity "
-                                       "of the interaction on this grid") from err
-                return float(np.max(err.eigenvalues.real))
-
-        hi = top(pkp)
-        lo = hi - top(lambda v: hi * proj(np.ravel(v)) - pkp(v))
-        return lo, hi
+        k = min(steps, M - 1)
+        Qb = np.zeros((k + 1, M))
+        q = np.cos(np.arange(M) * 0.7 + 0.3)
+        q -= one * (one @ q)
+        Qb[0] = q / np.linalg.norm(q)
+        alpha, beta = np.zeros(k), np.zeros(k)
+        n = k
+        for j in range(k):
+            w = self.matvec(Qb[j])
+            w -= one * (one @ w)
+            alpha[j] = Qb[j] @ w
+            w -= Qb[: j + 1].T @ (Qb[: j + 1] @ w)  # full reorthogonalisation (twice)
+            w -= Qb[: j + 1].T @ (Qb[: j + 1] @ w)
+            beta[j] = np.linalg.norm(w)
+            if beta[j] <= 1e-13 * max(abs(alpha[: j + 1]).max(), 1e-300):
+                n = j + 1  # an invariant subspace: the Ritz values are exact
+                break
+            Qb[j + 1] = w / beta[j]
+        theta = scipy.linalg.eigvalsh_tridiagonal(alpha[:n], beta[: n - 1])
+        return float(theta[0]), float(theta[-1])
 
 
 def _householder(s: int) -> np.ndarray:

@@ -82,6 +82,19 @@ def _weights(gm, rho):
     return np.asarray(rho).ravel() * gm.coords.cell_volume
 
 
+@pytest.fixture(params=["all", "no-support-newton", "no-active-set"])
+def stages(request, monkeypatch):
+    """Run a test with each finishing stage of the QP solver on its own as well."""
+    def skip(Q, V, p, mass, max_iter, kkt_tol):
+        return p, 0
+
+    if request.param == "no-support-newton":
+        monkeypatch.setattr(nl, "_support_newton", skip)
+    elif request.param == "no-active-set":
+        monkeypatch.setattr(nl, "_active_set", skip)
+    return request.param
+
+
 def _quadratic(gm):
     """``(V, K)`` of :math:`E_h(p) = V^T p + p^T K p / 2`, assembled independently."""
     return gm.V.ravel(), gm.operator.matrix()
@@ -126,7 +139,7 @@ def _slsqp_minimum(V, K, starts=60, mass=1.0, seed=1):
     return best
 
 
-def test_qp_minimum_matches_exhaustive_search_and_slsqp():
+def test_qp_minimum_matches_exhaustive_search_and_slsqp(stages):
     """10 cells, a tilted double well (non-convex V) and a repulsive Gaussian kernel (PSD):
     the QP minimum equals the exhaustive minimum over all 1023 supports to round-off
     and is never above the best of 60 SLSQP runs."""
@@ -145,7 +158,7 @@ def test_qp_minimum_matches_exhaustive_search_and_slsqp():
 
 
 @pytest.mark.parametrize("case", ["gaussian-dense", "cosine-separable"])
-def test_qp_duality_gap_and_kkt(case):
+def test_qp_duality_gap_and_kkt(case, stages):
     r"""200 cells: the duality gap is <= 1e-10, and the KKT conditions hold to 1e-9 for
     :math:`\Psi` recomputed by the grid model: :math:`\Psi_i = \lambda` on the support,
     :math:`\ge\lambda` elsewhere."""
@@ -207,7 +220,7 @@ def test_rank_one_attraction_point_mass_closed_form():
 
 
 @pytest.mark.parametrize("cells", [40, 80])
-def test_repulsion_in_trap_uniform_closed_form(cells):
+def test_repulsion_in_trap_uniform_closed_form(cells, stages):
     """V = x^2/2, U = -|x - y| on [-2, 2]: rho = 1/2 exactly on the cells of [-1, 1],
     E_h = -1/6 + (h^2/4)(1/3 - 1/(2 sqrt 3)) (module docstring)."""
     gm = _gm(QuadraticPotential(1.0), make_kernel("-abs(z)", 1), cells=cells)
@@ -334,7 +347,7 @@ def test_relaxation_reports_non_convergence():
 # non-convex problems
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("interaction", ["dense", "separable"])
-def test_nonconvex_kernel_is_detected(interaction):
+def test_nonconvex_kernel_is_detected(interaction, stages):
     r"""Curie–Weiss attraction :math:`\theta|x-y|^2/2` is concave on the tangent space
     (:math:`\iint|x-y|^2\nu\nu/2 = -(\int x\nu)^2` for :math:`\int\nu = 0`): the result
     is flagged ``convex=False`` but is still a KKT point."""
