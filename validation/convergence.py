@@ -30,14 +30,9 @@ from ddsolve.laws.exact import (
 )
 from ddsolve.model.kernels import QuadraticKernel
 from ddsolve.model.potentials import ExpressionPotential, QuadraticPotential
+from ddsolve.orders import observed_orders
 
 __all__ = ["observed_orders", "l1_distance", "StudyResult", "grid_study", "CASES", "Case"]
-
-
-def observed_orders(hs: Sequence[float], errors: Sequence[float]) -> np.ndarray:
-    """Successive observed orders :math:`\\log(e_k/e_{k+1})/\\log(h_k/h_{k+1})`."""
-    hs, errors = np.asarray(hs, float), np.asarray(errors, float)
-    return np.log(errors[:-1] / errors[1:]) / np.log(hs[:-1] / hs[1:])
 
 
 def l1_distance(coords, a: np.ndarray, b: np.ndarray) -> float:

@@ -64,6 +64,8 @@ from ddsolve.schemes import scheme_names
 
 __all__ = [
     "ConfigError",
+    "parse_param",
+    "split_values",
     "SECTIONS",
     "SOLVER_SECTIONS",
     "resolve_model",
@@ -318,6 +320,47 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not _KEY.match(key):
         raise ConfigError("--set", f"expected a dotted key like model.beta, got {key!r}")
     return key, _parse_value(value.strip())
+
+
+def split_values(text: str) -> list[str]:
+    """Split ``text`` on the commas outside brackets, braces and quotes:
+    ``"[100, 100],[200, 200]"`` -> ``["[100, 100]", "[200, 200]"]``."""
+    items, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    return [v.strip() for v in items if v.strip()]
+
+
+def parse_param(text: str, min_values: int = 2, option: str = "--param") -> tuple[str, list[Any]]:
+    """``KEY=V1,V2,...`` -> ``(key, [values])``, each value parsed as TOML like ``--set``
+    (commas inside ``[...]`` belong to a list value: ``grid.cells=[50,50],[100,100]``).
+
+    >>> parse_param("grid.cells=100,200")
+    ('grid.cells', [100, 200])
+    """
+    if not isinstance(text, str):
+        raise ConfigError(option, f"must be KEY=V1,V2,..., got {text!r}")
+    key, eq, values = text.partition("=")
+    items = split_values(values)
+    if not eq or len(items) < min_values:
+        plural = f"at least {min_values} values" if min_values > 1 else "at least one value"
+        raise ConfigError(option, f"must be KEY=V1,V2,... with {plural}, got {text!r}")
+    key = key.strip()
+    try:
+        return key, [parse_override(f"{key}={v}")[1] for v in items]
+    except ConfigError as err:
+        raise ConfigError(option, f"{err.message} (in {text!r})") from None
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str | tuple[str, Any]]) -> dict[str, Any]:

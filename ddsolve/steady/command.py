@@ -31,7 +31,8 @@ class SteadyCommand(Command):
 
     def run(self, args: argparse.Namespace) -> int:
         from ddsolve.schema import ConfigError
-        from ddsolve.steady.config import parse_continue, parse_param
+        from ddsolve.app.config import parse_param
+        from ddsolve.steady.config import parse_continue
         from ddsolve.steady.runner import steady
 
         raw = read_raw_config(args, "steady")

@@ -19,7 +19,7 @@ from ddsolve.schema import (
 )
 from ddsolve.steady.selfconsistency import REPRESENTATIONS
 
-__all__ = ["STEADY_PARAMS", "resolve_steady", "describe_steady", "parse_continue", "parse_param"]
+__all__ = ["STEADY_PARAMS", "resolve_steady", "describe_steady", "parse_continue"]
 
 STEADY_PARAMS: tuple[Param, ...] = (
     Param("out", Text("a directory path"), "runs/steady", "output directory"),
@@ -81,14 +81,3 @@ def parse_continue(text: str) -> tuple[str, float, float]:
         raise ConfigError("--continue", f"continues a numeric [model] key (model.beta, model.theta, ...), "
                                         f"got {key!r}")
     return key.strip(), a, b
-
-
-def parse_param(text: str) -> tuple[str, list[Any]]:
-    """``KEY=v1,v2,...`` -> (key, values) with TOML-parsed values."""
-    from ddsolve.app.config import parse_override
-
-    key, eq, values = text.partition("=")
-    items = [v for v in values.split(",") if v.strip()]
-    if not eq or len(items) < 2:
-        raise ConfigError("--param", f"must be KEY=V1,V2,... with at least two values, got {text!r}")
-    return key.strip(), [parse_override(f"{key.strip()}={v.strip()}")[1] for v in items]

@@ -1,0 +1,64 @@
+"""``ddsolve validate CONFIG.toml [--n 200,800,3200] [--seeds 5] [--out DIR] [--set ...] [--quiet]``.
+
+Runs the PDE and the particle method of one config and writes the report directory of
+:mod:`validation.validate.report`. Exit status 0 when every check of
+``[validate.tolerance]`` / ``[validate.slope]`` passes (or none is given), 1 when a check
+fails (the report says which), and the usual 2 / 3 / 130 otherwise. Registered through
+the ``ddsolve.commands`` entry points; owns the ``[validate]`` section.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ddsolve.app.builtin_commands import add_run_arguments, read_raw_config
+from ddsolve.app.commands import Command
+
+__all__ = ["ValidateCommand", "EXIT_CHECK_FAILED"]
+
+EXIT_CHECK_FAILED = 1
+
+
+class ValidateCommand(Command):
+    """Particles vs PDE report."""
+
+    name = "validate"
+    help = "run the PDE and the particles of one config and write a comparison report"
+    sections = ("validate",)
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_run_arguments(parser, "validate", "validate.seeds=5")
+        parser.add_argument("--n", metavar="N1,N2,...", help="particle numbers (overrides [validate] n)")
+        parser.add_argument("--seeds", type=int, metavar="K", help="runs per N (overrides [validate] seeds)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from ddsolve.schema import ConfigError
+
+        from .report import write_report
+        from .study import validate
+
+        ns = None
+        if args.n is not None:
+            try:
+                ns = [int(v) for v in args.n.split(",") if v.strip()]
+                if not ns or min(ns) < 1:
+                    raise ValueError
+            except ValueError:
+                raise ConfigError("--n", f"must be positive integers separated by commas, got {args.n!r}") from None
+        if args.seeds is not None and args.seeds < 1:
+            raise ConfigError("--seeds", f"must be a positive integer, got {args.seeds}")
+        raw = read_raw_config(args, "validate")
+        say = None if args.quiet else (lambda msg: print(f"  {msg}", flush=True))
+        result = validate(raw, ns=ns, seeds=args.seeds, progress=say)
+        paths = write_report(result)
+        if not args.quiet:
+            for r in result.results:
+                print(f"  {'PASS' if r['passed'] else 'FAIL'} {r['check']}: {r['value']:.4g} ({r['where']})")
+            print(f"ddsolve: validate: {len(result.ns)} N x {len(result.seeds)} seeds against the PDE; "
+                  f"{'all checks passed' if result.passed else 'SOME CHECKS FAILED'}; report {paths['report']}")
+        return 0 if result.passed else EXIT_CHECK_FAILED
+
+    def describe(self) -> str:
+        from .config import describe_validate
+
+        return f"Particles vs PDE (ddsolve validate):\n\n{describe_validate()}"
