@@ -1,9 +1,13 @@
-"""Comparison of particle systems with PDE solutions.
+"""Particle systems against PDE solutions, convergence studies and sweeps.
 
-Implemented: :mod:`validation.convergence`, the grid- and time-step convergence studies of
-the finite-volume solver against exact solutions. The particles-vs-PDE comparisons
-(N-scaling, Wasserstein distances between particle snapshots and densities, Dask sweeps)
-belong to the validation issue and are not written yet; the pieces they will use exist:
-``particles.h5`` holds snapshots in the PDE's coordinates at PDE times
-(:func:`particles.storage.load_particles`) next to the PDE's ``density.h5``.
+- :mod:`validation.metrics`: exact 1D/radial Wasserstein distances, KS, circle and 2D
+  transport through POT, the sampling floor, conservative restriction between grids;
+- :mod:`validation.validate`: ``ddsolve validate``, particles vs PDE reports;
+- :mod:`validation.converge`: ``ddsolve converge``, order tables of any config;
+- :mod:`validation.sweep`: ``ddsolve sweep``, studies on dask.distributed;
+- :mod:`validation.convergence`: the exact-solution grid studies of the FV core
+  (``python -m validation.convergence``).
+
+The commands register through the ``ddsolve.commands`` entry points; ``ddsolve`` never
+imports this package.
 """

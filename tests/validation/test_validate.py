@@ -130,6 +130,11 @@ def test_validate_end_to_end_passes_at_n_2000(tmp_path, capsys):
     assert w1.mean() < 2.5 * floor.mean()
     report = (out / "report.md").read_text()
     assert "**PASS** w1 <= 0.05" in report and "## Gaps" in report
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["final"]["passed"] is True
+    assert summary["final"]["w1"] < 0.05
 
 
 def test_a_failing_tolerance_exits_1_and_says_so(tmp_path, capsys):

@@ -15,6 +15,23 @@ from ddsolve.app.commands import Command
 __all__ = ["ConvergeCommand"]
 
 
+def final_numbers(study) -> dict:
+    """For ``summary.json`` (and a sweep): the finest error and the last observed order of
+    each quantity."""
+    import math
+
+    out = {}
+    for r in study.rows:
+        if r[study.key] == "richardson":
+            continue
+        q = r["quantity"]
+        if math.isfinite(r["error"]):
+            out[f"error_{q}"] = r["error"]
+        if math.isfinite(r["order"]):
+            out[f"order_{q}"] = r["order"]
+    return out
+
+
 class ConvergeCommand(Command):
     """Order tables of a config as one key is refined."""
 
@@ -52,9 +69,14 @@ class ConvergeCommand(Command):
             if not args.quiet:
                 print(f"  {key} = {point.value}: done (h = {point.h:.4g})", flush=True)
 
-        study = converge(raw, key, values, out, command=args.study_command, quantities=args.quantity,
-                         error=args.error, progress=progress)
-        paths = write_study(out, study, args.config)
+        from ddsolve.app.lifecycle import RunRecord
+
+        record = RunRecord(out, "converge.out", raw, command="converge", param=args.param)
+        with record.running(now=lambda: None):
+            study = converge(raw, key, values, out, command=args.study_command, quantities=args.quantity,
+                             error=args.error, progress=progress)
+            paths = write_study(out, study, args.config)
+        record.finish(final=final_numbers(study), error_mode=study.error_mode)
         if not args.quiet:
             print(orders.format_order_table(key, study.rows))
             for n in study.notes:

@@ -19,6 +19,17 @@ __all__ = ["ValidateCommand", "EXIT_CHECK_FAILED"]
 EXIT_CHECK_FAILED = 1
 
 
+def final_numbers(result) -> dict:
+    """The numbers ``summary.json`` keeps (and a sweep tabulates): whether every check
+    passed and the seed means of each distance and gap at the largest N and last time."""
+    n, t = max(result.ns), max(result.times)
+    out = {"passed": result.passed, "checks_failed": sum(not r["passed"] for r in result.results)}
+    for s in result.summary:
+        if s["n"] == n and s["t"] == t and not s["metric"].endswith(("_pde", "_particles")):
+            out[s["metric"]] = s["mean"]
+    return out
+
+
 class ValidateCommand(Command):
     """Particles vs PDE report."""
 
@@ -49,8 +60,16 @@ class ValidateCommand(Command):
             raise ConfigError("--seeds", f"must be a positive integer, got {args.seeds}")
         raw = read_raw_config(args, "validate")
         say = None if args.quiet else (lambda msg: print(f"  {msg}", flush=True))
-        result = validate(raw, ns=ns, seeds=args.seeds, progress=say)
-        paths = write_report(result)
+        from ddsolve.app.lifecycle import RunRecord
+
+        from .config import resolve_validate
+
+        out = resolve_validate(raw.get("validate")).get("out")
+        record = RunRecord(out, "validate.out", raw, command="validate")
+        with record.running(now=lambda: None):
+            result = validate(raw, ns=ns, seeds=args.seeds, progress=say)
+            paths = write_report(result)
+        record.finish(final=final_numbers(result), checks=result.results)
         if not args.quiet:
             for r in result.results:
                 print(f"  {'PASS' if r['passed'] else 'FAIL'} {r['check']}: {r['value']:.4g} ({r['where']})")
