@@ -8,31 +8,14 @@ from pathlib import Path
 import pytest
 
 from ddsolve.app.cli import main
+from tests.helpers import OU_CONFIG, write_config
 
-OU = """
-[model]
-problem = "fokker-planck"
-potential = "quadratic"
-stiffness = 1.0
-beta = 1.0
-[grid]
-bounds = [-6.0, 6.0]
-cells = 60
-[initial]
-kind = "gaussian"
-mean = 1.0
-std = 0.5
-[run]
-t_final = 0.5
-save_every = 0.5
-"""
+OU = OU_CONFIG
 
 
 @pytest.fixture
 def ou(tmp_path):
-    path = tmp_path / "ou.toml"
-    path.write_text(OU)
-    return path
+    return write_config(tmp_path, OU, "ou.toml")
 
 
 def rows(path: Path, quantity: str) -> list[dict]:

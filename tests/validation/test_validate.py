@@ -173,3 +173,47 @@ def test_a_config_without_particles_is_refused(tmp_path, capsys):
     cfg.write_text(CW.format(mean=0.5, std=0.6, t_final=1.0, save=0.25).split("[particles]")[0])
     assert main(["validate", str(cfg), "--quiet"]) == 2
     assert "particles" in capsys.readouterr().err
+
+
+TWO_LAYER = """
+[model]
+problem = "two-layer"
+activation = "mmn-nonmonotone"
+dim = 20
+delta = 0.5
+kappa = 0.8
+[grid]
+r_max = 3.0
+cells = 600
+[run]
+t_final = 0.001
+save_every = 0.001
+[particles]
+method = "sgd"
+eps = 0.001
+[validate]
+times = [0.0]
+"""
+
+
+def test_radial_two_layer_comparison_has_risks_and_radial_distances(tmp_path):
+    cfg = tmp_path / "mmn.toml"
+    cfg.write_text(TWO_LAYER.replace("times = [0.0]", "n = [100]\nseeds = 1\ntimes = [0.0, 0.001]"))
+    v = validate(read_toml(cfg), tmp_path / "out")
+    names = {r["metric"] for r in v.rows}
+    assert {"risk_pde", "risk_particles", "risk_gap", "w1", "w2", "mean_r_gap"} <= names
+    gap = [r["value"] for r in v.rows if r["metric"] == "risk_gap" and r["t"] == 0.0]
+    assert gap[0] > 0  # the i = j terms of the finite-N risk: R_N > R at initialisation
+    assert v.kind == "line"
+
+
+@pytest.mark.slow
+def test_risk_gap_of_iid_neurons_scales_as_one_over_n(tmp_path):
+    # at t = 0 the N neurons are i.i.d. from rho_0: E R_N - R(rho_0) = (E U(w, w) - <U rho, rho>)/N
+    cfg = tmp_path / "mmn.toml"
+    cfg.write_text(TWO_LAYER.replace("times = [0.0]", "n = [50, 100, 200, 400]\nseeds = 6\ntimes = [0.0]"))
+    v = validate(read_toml(cfg), tmp_path / "out")
+    fit = next(s for s in v.slopes if s["metric"] == "risk_gap" and s["t"] == 0.0)
+    assert fit["ci_low"] < -1.0 < fit["ci_high"] and -1.35 < fit["slope"] < -0.65
+    w1 = next(s for s in v.slopes if s["metric"] == "w1" and s["t"] == 0.0)
+    assert w1["ci_low"] < -0.5 < w1["ci_high"]
