@@ -1,7 +1,7 @@
 """Interacting agents escaping a shallow minimum of the Mueller-Brown loss.
 
 Runs agents_muller_brown.toml twice with ``ddsolve particles``: the multiscale
-MF-Hom-SGLD agents (seed 004 §3.1.4: each agent's slow variable follows the Gibbs-smoothed
+MF-Hom-SGLD agents (Tassopoulos 2023, §3.1.4: each agent's slow variable follows the Gibbs-smoothed
 loss Phi^{beta,gamma} via an averaged fast Langevin chain) and, for comparison, the plain
 Kantas-Parpas-Pavliotis agents (method = "mean-field", same Phi, coupling and temperature,
 dt = 1e-5, same PDE time). Every final agent is quenched by gradient descent to the nearest

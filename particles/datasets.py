@@ -10,7 +10,7 @@ Loaders:
 
 * :func:`digits` — scikit-learn's bundled 8×8 handwritten digits (1797 images, 64 pixels
   with values 0..16; Alpaydin & Kaynak, UCI 1998). Works offline (the data ship with
-  scikit-learn). A stand-in for the MNIST single-digit experiments of seed 004 §2.2/§3.2.3.
+  scikit-learn). A stand-in for the MNIST single-digit experiments of Tassopoulos (Imperial UROP report, 2023), §2.2/§3.2.3.
 * :func:`load_npz` — user-supplied arrays, e.g. MNIST saved as ``.npz``
   (``x_train``/``y_train`` as in ``keras.datasets.mnist``).
 

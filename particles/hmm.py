@@ -4,7 +4,7 @@ Kantas, Parpas & Pavliotis, *The sharp, the flat and the shallow: can weakly int
 agents learn to escape bad minima?* (2019), combine two ways of smoothing a non-convex loss
 :math:`\Phi`:
 
-* **interacting agents** (their eq. (23)–(24), seed 004 §3.1.2): N copies of SGLD coupled
+* **interacting agents** (their eq. (23)–(24), Tassopoulos 2023 §3.1.2): N copies of SGLD coupled
   by the Curie–Weiss kernel :math:`D(x,y)=\frac\lambda2|x-y|^2`,
 
   .. math:: dX^i = -\nabla\Phi(X^i)\,dt - \lambda(X^i-\bar X)\,dt + \sqrt{2\beta^{-1}}\,dB^i,
@@ -16,14 +16,14 @@ agents learn to escape bad minima?* (2019), combine two ways of smoothing a non-
   integrated by :mod:`particles.meanfield`, not here.
 
 * **homogenisation** (Chaudhari, Oberman, Osher, Soatto & Carlier, *Deep relaxation*,
-  Res. Math. Sci. 2018; seed 004 §3.1.3): a slow :math:`X` tied to a fast :math:`Y`,
+  Res. Math. Sci. 2018; Tassopoulos 2023 §3.1.3): a slow :math:`X` tied to a fast :math:`Y`,
 
   .. math::
       dX &= -\tfrac1\gamma(X-Y)\,dt,\\
       dY &= -\tfrac1\varepsilon\big(\nabla\Phi(Y)-\tfrac1\gamma(X-Y)\big)\,dt
             + \sqrt{2\beta^{-1}/\varepsilon}\,dB .
 
-MF-Hom-SGLD (seed 004 eqs. (30)–(31)) gives every agent both: slow :math:`X^i`, fast
+MF-Hom-SGLD (Tassopoulos 2023 eqs. (30)–(31)) gives every agent both: slow :math:`X^i`, fast
 :math:`Y^i`, and the Curie–Weiss pull on the slow variables only,
 
 .. math::
@@ -65,7 +65,7 @@ for every :math:`\beta` (scalar case: :math:`\frac12\frac{a}{1+a\gamma}x^2`). Th
 then decays like :math:`e^{-a t/(1+a\gamma)}` instead of :math:`e^{-at}`
 (:func:`smoothed_potential_gradient`, used in the tests).
 
-**The HMM discretisation** (E, Liu & Vanden-Eijnden, CPAM 58, 2005; seed 004 algorithm
+**The HMM discretisation** (E, Liu & Vanden-Eijnden, CPAM 58, 2005; Tassopoulos 2023 algorithm
 "MF Hom SGLD"). One macro step of size :math:`\Delta` (= ``dt``, the PDE time per step) is,
 for all agents at once:
 
@@ -315,7 +315,7 @@ def interacting_agents_model(potential: Potential, lam: float, beta: float,
     ``Model(potential, QuadraticKernel(lam), beta)`` with :math:`\xi\equiv1`
     (:math:`\nabla_1\int\frac\lambda2|x-y|^2\rho_N(dy) = \lambda(x-\bar x)`). The McKean–Vlasov
     limit is :math:`\partial_t\eta=\nabla\cdot(\eta\nabla(\Phi+D\star\eta+\beta^{-1}\log\eta))`
-    (seed 004 eq. (25) with :math:`\beta^{-1}` in front of the entropy). ``ndim`` defaults to
+    (Tassopoulos 2023 eq. (25) with :math:`\beta^{-1}` in front of the entropy). ``ndim`` defaults to
     ``potential.ndim``; ``beta = inf`` gives noiseless agents."""
     lam = float(lam)
     if not math.isfinite(lam) or lam < 0:

@@ -31,7 +31,7 @@ Two layers:
    :math:`\hat g` is the minibatch gradient of the SGD object and :math:`s_k` its step.
    With ``lr = 1`` and zero momentum this is plain SGD, step for step.
 
-These are the momentum methods of the seed report (Tassopoulos, Imperial UROP 2023,
+These are the momentum methods of the report of Tassopoulos (Imperial UROP 2023,
 §3.1.5–3.1.6), which compares them with the interacting-agent and homogenised SGLD
 schemes of Kantas, Parpas & Pavliotis ("The sharp, the flat and the shallow", 2019).
 
@@ -211,7 +211,7 @@ class GradientDescent(Optimizer):
 
 class Nesterov(Optimizer):
     r"""Nesterov's accelerated gradient with constant momentum (Nesterov 1983; the
-    "Nesterov SGD" of Liu & Belkin 2020 and of the seed report, Eq. (32)):
+    "Nesterov SGD" of Liu & Belkin 2020 and of Tassopoulos 2023, Eq. (32)):
 
     .. math::
 
@@ -258,7 +258,7 @@ class Nesterov(Optimizer):
 
 class RestartedNesterov(Optimizer):
     r"""Nesterov's method with the :math:`(k-1)/(k+2)` momentum and *gradient restart*
-    (O'Donoghue & Candès 2015, §3.2; the seed report's Eq. (33)).
+    (O'Donoghue & Candès 2015, §3.2; Tassopoulos 2023, Eq. (33)).
 
     .. math::
 
@@ -284,7 +284,7 @@ class RestartedNesterov(Optimizer):
     reset_momentum : bool
         ``True`` (default, O'Donoghue–Candès): a restart also zeroes the momentum of the
         current step, :math:`u_{t+1} = w_{t+1}` (their "restart the algorithm from
-        :math:`x^k`"). ``False`` (the seed report's box): :math:`u_{t+1}` still uses the
+        :math:`x^k`"). ``False`` (the box of Tassopoulos 2023): :math:`u_{t+1}` still uses the
         old momentum and only the counter is reset.
 
     Notes
@@ -323,7 +323,7 @@ class RestartedNesterov(Optimizer):
 
 class MaSS(Optimizer):
     r"""MaSS, the momentum-added stochastic solver (Liu & Belkin, ICLR 2020, Eq. (3);
-    the seed report's Eq. (34)): Nesterov plus the compensation term
+    Tassopoulos 2023, Eq. (34)): Nesterov plus the compensation term
     :math:`+\eta_2\tilde\nabla f(u_t)`,
 
     .. math::

@@ -34,7 +34,7 @@ follows :math:`\partial_t\rho = \xi\nabla\cdot(\rho\nabla\Psi)`,
   and the temperature; the convention here is fixed by the PDE: its stationary states
   are :math:`\rho\propto e^{-\beta\Psi[\rho]}` (free energy :math:`R/2 - \beta^{-1}S`), and
   the rule is "noise variance per step = 2 x (drift coefficient per step) / beta", the
-  drift coefficient being :math:`2s_k`. (E.g. the lecture notes of seed 003 pair a drift
+  drift coefficient being :math:`2s_k`. (E.g. lecture notes on the mean-field theory of neural networks pair a drift
   :math:`-\varepsilon\nabla\Psi` with noise :math:`\sqrt{\varepsilon/B}\,g` and write
   :math:`B^{-1}\Delta\rho`; by the rule that noise is :math:`\beta = 2B` here, i.e.
   :math:`(2B)^{-1}\Delta\rho`.) A check: one neuron, :math:`\sigma(t) = t`, :math:`y = 0`,

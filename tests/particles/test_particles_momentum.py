@@ -192,7 +192,7 @@ def test_restart_sign_and_momentum_schedule():
     opt.step(st, lambda u: u)
     assert not st.restarted and st.restarts == 0 and math.isclose(st.gamma, 4 / 7)
     assert math.isclose(st.u[0], (1 + 4 / 7) * 0.5 - 4 / 7 * 2.0) and st.alpha == 6.0
-    # the seed report's variant keeps the old momentum in the restarting step
+    # Tassopoulos's (2023) variant keeps the old momentum in the restarting step
     st = OptimizerState(w=np.array([0.0]), u=np.array([1.0]), w_prev=np.array([0.0]), alpha=5.0)
     RestartedNesterov(0.5, reset_momentum=False).step(st, lambda u: u)
     assert st.restarted and math.isclose(st.gamma, 4 / 7) and st.alpha == 2.0
