@@ -37,6 +37,17 @@ class ParticlesCommand(Command):
                   f"steps ({s['wall_time']:.2f} s){extra}; output in {result.out_dir}")
         return 0
 
+    def check_config(self, raw) -> bool:
+        from ddsolve.app.config import resolve, resolve_model
+        from particles.config import SGD_METHODS, resolve_particles
+
+        part = resolve_particles(raw.get("particles"))
+        if part["method"] in SGD_METHODS:
+            resolve_model(raw.get("model", {}))
+        else:
+            resolve(raw, solver=False)
+        return True
+
     def describe(self) -> str:
         from particles.config import describe_particles
 

@@ -58,7 +58,8 @@ PARTICLE_PARAMS: tuple[Param, ...] = (
     Param("method", Choice(METHODS), "mean-field",
           "mean-field: Euler-Maruyama/Heun for the McKean-Vlasov SDE of the model (any problem); "
           "sgd: online/mini-batch/noisy/dropout SGD of the real two-layer network; nesterov, "
-          "restarted-nesterov, mass: momentum SGD; hmm: MF-Hom-SGLD multiscale agents"),
+          "restarted-nesterov, mass: momentum SGD; on other problems these four run independent agents on "
+          "the potential V with SGLD noise (particles.landscape); hmm: MF-Hom-SGLD multiscale agents"),
     Param("n", Integer(low=1), 1000, "number of particles (neurons, agents)"),
     Param("steps", Integer(low=1), None, "number of steps (give steps or t_final)"),
     Param("t_final", Real(low=0, low_open=True), None, "final PDE time (give steps or t_final)"),

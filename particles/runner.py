@@ -113,14 +113,53 @@ def _grid_dynamics(config: Mapping[str, Any], part: Mapping[str, Any]) -> Dynami
                                   radial=part.get("radial"), mesh_cells=part.get("mesh_cells", 256))
 
 
+def _momentum(sgd, part: Mapping[str, Any]) -> Dynamics:
+    """``sgd`` itself for plain SGD, else the momentum method of ``[particles]`` on it."""
+    if part["method"] == "sgd":
+        return sgd
+    from .momentum import MomentumSGD
+
+    options = {}
+    if part["method"] == "nesterov":
+        options["momentum"] = part["momentum"]
+    if part["method"] == "mass" and "kappa_tilde" in part:
+        options["kappa_tilde"] = part["kappa_tilde"]
+    return MomentumSGD(sgd, part["method"], **options)
+
+
+def _landscape_dynamics(config: Mapping[str, Any], part: Mapping[str, Any]) -> Dynamics:
+    """SGD-type optimisers on the potential of a problem that is not a network
+    (:mod:`particles.landscape`)."""
+    from .landscape import LandscapeSGD
+    from .momentum import MomentumSGD
+
+    setup = build(config, solver=False, seed=part["seed"])
+    coords, model = setup.coords, setup.model
+    if any(coords.periodic) or coords.radial_dim is not None:
+        raise ConfigError("particles.method", f"{part['method']} on a loss landscape runs on Cartesian, "
+                                              "non-periodic coordinates")
+    for key, neutral in (("batch", 1), ("dropout", 1.0)):
+        if part.get(key, neutral) != neutral:
+            raise ConfigError(f"particles.{key}", f"only for two-layer networks; the {part['method']} "
+                                                  "agents on a potential draw one noise sample per step")
+    if part["method"] == "mass" and "kappa_tilde" not in part:
+        raise ConfigError("particles.kappa_tilde", "required for mass on a potential (no data law to "
+                                                   "estimate it from), e.g. kappa_tilde = 10")
+    values = setup.initial.values
+    sgd = LandscapeSGD(model.potential, part["n"], coords.ndim, part["eps"], model.beta,
+                       lambda rng, n: sample_cells(coords, values, n, rng), coords.names)
+    options = {k: part[k] for k in ("momentum", "kappa_tilde") if k in part
+               and (k != "momentum" or part["method"] == "nesterov")}
+    with config_key("particles"):
+        dyn = MomentumSGD(sgd, part["method"], **options)  # "sgd": plain SGD, step for step
+    dyn.method = part["method"]
+    return dyn
+
+
 def _sgd_dynamics(config: Mapping[str, Any], part: Mapping[str, Any]) -> Dynamics:
     from ddsolve.problems.two_layer import build_network
 
     problem, model = resolve_model(config.get("model", {}))
-    if problem.name != "two-layer":
-        raise ConfigError("particles.method", f"method {part['method']!r} trains a two-layer network: "
-                                              f"it needs [model] problem = \"two-layer\", not "
-                                              f"{problem.name!r} (use method = \"mean-field\")")
     params = {k: v for k, v in model.items() if k != "problem"}
     init = resolve_initial(config.get("initial", {}), problem.initial_kinds(), problem.default_initial)
     if init["kind"] != "network":
@@ -134,16 +173,7 @@ def _sgd_dynamics(config: Mapping[str, Any], part: Mapping[str, Any]) -> Dynamic
                           beta=params["beta"], batch=part["batch"], dropout=part.get("dropout", 1.0),
                           train_a=spec.train_a, kappa=spec.kappa, a_mean=init.get("a_mean", 1.0),
                           a_std=init.get("a_std", 0.1), risk=part["risk"])
-        if part["method"] == "sgd":
-            return sgd
-        from .momentum import MomentumSGD
-
-        options = {}
-        if part["method"] == "nesterov":
-            options["momentum"] = part["momentum"]
-        if part["method"] == "mass" and "kappa_tilde" in part:
-            options["kappa_tilde"] = part["kappa_tilde"]
-        return MomentumSGD(sgd, part["method"], **options)
+        return _momentum(sgd, part)
 
 
 def build_dynamics(config: Mapping[str, Any]) -> tuple[dict[str, Any], Dynamics]:
@@ -153,7 +183,13 @@ def build_dynamics(config: Mapping[str, Any]) -> tuple[dict[str, Any], Dynamics]
         raise ConfigError("config", "must be a table of sections")
     part = resolve_particles(config.get("particles"))
     if part["method"] in SGD_METHODS:
-        dyn = _sgd_dynamics(config, part)
+        network = resolve_model(config.get("model", {}))[0].name == "two-layer"
+        if network:
+            dyn = _sgd_dynamics(config, part)
+        else:
+            resolved = resolve(config, solver=False)
+            resolved["particles"] = part
+            dyn = _landscape_dynamics(resolved, part)
         if not math.isclose(dyn.dt, part["eps"], rel_tol=1e-12):
             # momentum methods move time faster than plain SGD (particles.momentum): the
             # PDE time per step is dyn.dt, so t_final and the snapshot times convert with it
@@ -161,6 +197,8 @@ def build_dynamics(config: Mapping[str, Any]) -> tuple[dict[str, Any], Dynamics]
             if "t_final" in raw_part:
                 part["steps"] = max(1, int(round(part["t_final"] / dyn.dt)))
             part["t_final"] = part["steps"] * dyn.dt
+        if not network:
+            return resolved, dyn
         problem, model = resolve_model(config.get("model", {}))
         resolved = {"model": model, "particles": part}
         if "initial" in config:

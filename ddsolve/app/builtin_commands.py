@@ -57,6 +57,12 @@ class RunCommand(Command):
                   f"mass {final['mass']:.15g}; output in {result.out_dir}")
         return 0
 
+    def check_config(self, raw):
+        from ddsolve.app.config import resolve
+
+        resolve(raw)
+        return True
+
 
 class ProblemsCommand(Command):
     name = "problems"

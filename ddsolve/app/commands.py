@@ -20,7 +20,9 @@ turns each into the exit status and its one-line message.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 from importlib import import_module
 from importlib.metadata import entry_points
 
@@ -53,6 +55,13 @@ class Command:
     def describe(self) -> str | None:
         """Text for ``ddsolve problems`` (the keys of the sections it owns), or None."""
         return None
+
+    def check_config(self, raw: Mapping[str, Any]) -> bool:
+        """Validate a raw config as :meth:`run` would, without running anything (a sweep
+        checks its points before submitting them). Raise
+        :class:`~ddsolve.schema.ConfigError` for an invalid one; return False when the
+        command has no such check."""
+        return False
 
 
 @lru_cache(maxsize=1)

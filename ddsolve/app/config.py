@@ -322,24 +322,49 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, _parse_value(value.strip())
 
 
-def split_values(text: str) -> list[str]:
-    """Split ``text`` on the commas outside brackets, braces and quotes:
-    ``"[100, 100],[200, 200]"`` -> ``["[100, 100]", "[200, 200]"]``."""
-    items, depth, quote, start = [], 0, "", 0
-    for i, ch in enumerate(text):
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "\"'":
+_CLOSING = {"[": "]", "{": "}"}
+
+
+def split_values(text: str, option: str = "--param") -> list[str]:
+    """Split ``text`` at the commas outside brackets, braces and quotes.
+
+    Empty items are kept (for the caller to reject); an unbalanced bracket or an unclosed
+    quote is a :class:`ConfigError` on ``option``.
+
+    >>> split_values('[100, 100],[200, 200]')
+    ['[100, 100]', '[200, 200]']
+    >>> split_values('"a,b", c')
+    ['"a,b"', 'c']
+    """
+    items, current, stack = [], [], []
+    quote: str | None = None
+    escaped = False
+    for ch in text:
+        if quote is not None:
+            current.append(ch)
+            if escaped:
+                escaped = False
+            elif ch == "\\" and quote == '"':
+                escaped = True
+            elif ch == quote:
+                quote = None
+            continue
+        if ch in "\"'":
             quote = ch
-        elif ch in "[{":
-            depth += 1
+        elif ch in _CLOSING:
+            stack.append(_CLOSING[ch])
         elif ch in "]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            items.append(text[start:i])
-            start = i + 1
-    items.append(text[start:])
-    return [v.strip() for v in items if v.strip()]
+            if not stack or stack.pop() != ch:
+                raise ConfigError(option, f"unbalanced {ch!r} in {text!r}")
+        elif ch == "," and not stack:
+            items.append("".join(current).strip())
+            current = []
+            continue
+        current.append(ch)
+    if quote is not None or stack:
+        raise ConfigError(option, f"missing {quote if quote is not None else stack[-1]!r} in {text!r}")
+    items.append("".join(current).strip())
+    return items
 
 
 def parse_param(text: str, min_values: int = 2, option: str = "--param") -> tuple[str, list[Any]]:
@@ -352,7 +377,9 @@ def parse_param(text: str, min_values: int = 2, option: str = "--param") -> tupl
     if not isinstance(text, str):
         raise ConfigError(option, f"must be KEY=V1,V2,..., got {text!r}")
     key, eq, values = text.partition("=")
-    items = split_values(values)
+    items = split_values(values, option)
+    if any(not v for v in items):
+        raise ConfigError(option, f"{text!r} has an empty value; expected KEY=V1,V2,...")
     if not eq or len(items) < min_values:
         plural = f"at least {min_values} values" if min_values > 1 else "at least one value"
         raise ConfigError(option, f"must be KEY=V1,V2,... with {plural}, got {text!r}")

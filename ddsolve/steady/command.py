@@ -84,6 +84,15 @@ class SteadyCommand(Command):
             print(f"ddsolve: order table in {path}")
         return 0
 
+    def check_config(self, raw) -> bool:
+        from ddsolve.app.config import _resolve_scheme, resolve
+        from ddsolve.steady.config import resolve_steady
+
+        resolve(raw, solver=False)
+        _resolve_scheme(raw.get("scheme", {}))
+        resolve_steady(raw.get("steady"))
+        return True
+
     def describe(self) -> str:
         from ddsolve.steady.config import describe_steady
 

@@ -91,7 +91,7 @@ def _read(path):
 
 @pytest.mark.parametrize("override, key", [
     ("particles.nn=3", "particles.nn"),
-    ("particles.method=\"sgd\"", "particles.method"),
+    ("particles.method=\"mass\"", "particles.kappa_tilde"),  # MaSS on a potential needs it
     ("particles.steps=10", "particles.t_final"),
     ("particles.t_final=0.015", "particles.t_final"),
     ("particles.integrator=\"rk4\"", "particles.integrator"),
@@ -104,11 +104,12 @@ def test_config_errors_name_the_key(ou_file, tmp_path, capsys, override, key):
     assert f"ddsolve: error: {key}" in capsys.readouterr().err
 
 
-def test_sgd_methods_need_the_two_layer_problem(tmp_path, capsys):
+def test_sgd_methods_on_a_potential_are_landscape_optimisers(tmp_path, capsys):
+    # without a network, sgd runs independent agents on V (particles.landscape)
     raw = _read_text(OU)
     raw["particles"] = {"method": "sgd", "n": 10, "steps": 2, "eps": 0.1}
-    with pytest.raises(Exception, match="two-layer"):
-        run_particles(raw, tmp_path / "sgd")
+    res = run_particles(raw, tmp_path / "sgd")
+    assert res.summary["dynamics"]["landscape"] == "QuadraticPotential" and "loss" in res.rows[-1]
 
 
 def _read_text(text):
