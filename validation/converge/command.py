@@ -83,3 +83,9 @@ class ConvergeCommand(Command):
                 print(f"ddsolve: note: {n}")
             print(f"ddsolve: order table in {paths['csv']} and {paths['md']}")
         return 0
+
+    def check_config(self, raw) -> bool:
+        from ddsolve.app.config import resolve
+
+        resolve(raw, solver=False)  # the point command (--command) checks the rest per run
+        return True

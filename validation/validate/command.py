@@ -77,6 +77,19 @@ class ValidateCommand(Command):
                   f"{'all checks passed' if result.passed else 'SOME CHECKS FAILED'}; report {paths['report']}")
         return 0 if result.passed else EXIT_CHECK_FAILED
 
+    def check_config(self, raw) -> bool:
+        from ddsolve.app.commands import commands
+        from ddsolve.app.config import resolve
+        from ddsolve.schema import ConfigError
+
+        from .config import resolve_validate
+
+        if "particles" not in raw:
+            raise ConfigError("particles", "validate needs a [particles] section")
+        resolve_validate(raw.get("validate"))
+        resolve({k: v for k, v in raw.items() if k != "validate"})
+        return commands()["particles"].check_config(raw)
+
     def describe(self) -> str:
         from .config import describe_validate
 
