@@ -49,16 +49,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ddsolve.app.io import DiagnosticsCSV
+from ddsolve.app.results import single_blas_thread
 from ddsolve.networks.activations import make_activation
 from particles.datasets import EmpiricalData, digits
 from particles.risk import population_risk
 from particles.sgd import TwoLayerSGD
 from validation.metrics import wasserstein_samples
-
-try:                                    # installed with scikit-learn; optional
-    from threadpoolctl import threadpool_limits
-except ImportError:  # pragma: no cover
-    threadpool_limits = None
 
 WIDTHS = (50, 200, 1000, 5000)
 EPOCHS = (0, 1, 10, 100)
@@ -71,10 +67,7 @@ def summary(values) -> str:
 
 
 if __name__ == "__main__":
-    # one BLAS thread: on this shared 2-core machine OpenBLAS threads compete with the other
-    # processes (20000 SGD steps here took 41 s with 2 threads under load, 1.4 s with 1)
-    if threadpool_limits is not None:
-        threadpool_limits(limits=1, user_api="blas")
+    single_blas_thread()  # small BLAS calls: one thread is faster on a busy machine
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="runs/digits_histogram")
     ap.add_argument("--quick", action="store_true", help="N = 50, 200 and 2 seeds")

@@ -44,14 +44,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ddsolve.app.io import read_diagnostics
-from ddsolve.app.results import run_or_exit
+from ddsolve.app.results import run_or_exit, single_blas_thread
 from ddsolve.networks.data import GaussianMixtureData
 from particles.storage import load_particles
-
-try:                                    # installed with scikit-learn; optional
-    from threadpoolctl import threadpool_limits
-except ImportError:  # pragma: no cover
-    threadpool_limits = None
 
 CONFIG = Path(__file__).with_name("mmn_sgd_anisotropic.toml")
 SEEDS = (0, 1, 2, 3, 4)
@@ -78,10 +73,7 @@ def relu_risk(W: np.ndarray, s0: int, delta: float, parts: bool = False):
 
 
 if __name__ == "__main__":
-    # one BLAS thread: on this shared 2-core machine OpenBLAS threads compete with the other
-    # processes (20000 SGD steps here took 41 s with 2 threads under load, 1.4 s with 1)
-    if threadpool_limits is not None:
-        threadpool_limits(limits=1, user_api="blas")
+    single_blas_thread()  # small BLAS calls: one thread is faster on a busy machine
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="runs/mmn_sgd_anisotropic")
     ap.add_argument("--quick", action="store_true", help="t = 3, 3 seeds (smoke test)")

@@ -76,12 +76,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 from scipy import stats
 
+from ddsolve.app.results import single_blas_thread
 from particles.charges import RBFCharges
-
-try:                                    # installed with scikit-learn; optional
-    from threadpoolctl import threadpool_limits
-except ImportError:  # pragma: no cover
-    threadpool_limits = None
 
 CHECK_TIMES = (1.0, 2.0, 5.0, 10.0, 20.0)
 
@@ -137,10 +133,7 @@ def run_one(d: int, n: int, seed: int, dt: float, t_final: float, checks: list[f
 
 
 if __name__ == "__main__":
-    # one BLAS thread: on this shared 2-core machine OpenBLAS threads compete with the other
-    # processes (20000 SGD steps here took 41 s with 2 threads under load, 1.4 s with 1)
-    if threadpool_limits is not None:
-        threadpool_limits(limits=1, user_api="blas")
+    single_blas_thread()  # small BLAS calls: one thread is faster on a busy machine
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="runs/rve_three_spin_scaling")
     ap.add_argument("--quick", action="store_true", help="d = 3, 5; n = 32..128; 3 seeds; T = 2")
