@@ -7,7 +7,8 @@ A config file has five sections (plus those of other commands, such as ``[partic
                optional charge axis charge_bounds, charge_cells
     [initial]  kind = "gaussian" | "uniform" | "mixture" | "expression" | problem kinds
     [scheme]   name, order, theta, implicit, rk_order, cfl, dt, dt_min, newton_tol,
-               max_newton, interaction
+               max_newton, interaction; for name = "jko": method, atoms, time_order,
+               inner_tol, max_inner, dt_max, growth
     [run]      t_final, save_every, out, seed
 
 :func:`resolve` checks every key against its declared :class:`~ddsolve.problems.base.Param`
@@ -103,8 +104,15 @@ class _SchemeName(ValueType):
 
 _cartesian = when_equals("coordinates", "cartesian")
 _radial = when_equals("coordinates", "radial")
-_explicit = when_equals("implicit", False)
+_fv = when_equals("name", "fv")
+_jko = when_equals("name", "jko")
+_explicit = When("name = 'fv' and implicit = false",
+                 lambda p: p.get("name") == "fv" and p.get("implicit") is False)
 _implicit = when_equals("implicit", True)
+_time_order = When("implicit = true or name = 'jko'",
+                   lambda p: p.get("implicit") is True or p.get("name") == "jko")
+_lagrangian = When("name = 'jko' and method = 'auto' | 'lagrangian'",
+                   lambda p: p.get("name") == "jko" and p.get("method") in ("auto", "lagrangian"))
 
 GRID_PARAMS: tuple[Param, ...] = (
     Param("coordinates", Choice(("cartesian", "radial")), "cartesian",
@@ -127,12 +135,15 @@ GRID_PARAMS: tuple[Param, ...] = (
 )
 
 SCHEME_PARAMS: tuple[Param, ...] = (
-    Param("name", _SchemeName(), "fv", "finite volume (Carrillo, Chertock & Huang 2015)"),
+    Param("name", _SchemeName(), "fv",
+          "fv: finite volume (Carrillo, Chertock & Huang 2015); jko: minimising movement "
+          "(Jordan, Kinderlehrer & Otto 1998), see method"),
     Param("implicit", Boolean(), False,
-          "Newton-based implicit stepping (fixed step dt; see time_order, flux) instead of SSP-RK"),
+          "Newton-based implicit stepping (fixed step dt; see time_order, flux) instead of SSP-RK",
+          when=_fv),
     Param("order", Choice((1, 2)), lambda p: 1 if p["implicit"] else 2,
           "1: upwind; 2: minmod-limited reconstruction (explicit only)",
-          default_doc="2 (explicit), 1 (implicit)"),
+          default_doc="2 (explicit), 1 (implicit)", when=_fv),
     Param("theta", Real(1.0, 2.0), 2.0, "generalised minmod parameter", when=when_equals("order", 2)),
     Param("interaction", Choice(INTERACTION_METHODS), "auto",
           "how U*rho is applied: auto, dense matrix, fft (U = W(x - y)), separable"),
@@ -141,19 +152,39 @@ SCHEME_PARAMS: tuple[Param, ...] = (
     Param("cfl", Real(0.0, 1.0, low_open=True), 0.9, "fraction of the positivity/diffusion step bound",
           when=_explicit),
     Param("dt", Real(low=0, low_open=True), None,
-          "maximum step (explicit) or the fixed step (implicit, required there)",
-          default_doc="none (explicit); required (implicit)"),
-    Param("dt_min", Real(low=0, low_open=True), lambda p: 1e-12 if p["implicit"] else 1e-14,
-          "a step below this is a failure (explicit: the step bound; implicit: after halving)",
-          default_doc="1e-14 (explicit), 1e-12 (implicit)"),
-    Param("time_order", Choice((1, 2)), 1, "1: backward Euler; 2: BDF2 (variable step)",
-          when=_implicit),
+          "maximum step (explicit), the fixed step (implicit, required there) or the initial "
+          "step tau (jko, required there)",
+          default_doc="none (explicit); required (implicit, jko)"),
+    Param("dt_min", Real(low=0, low_open=True), lambda p: 1e-14 if _explicit.test(p) else 1e-12,
+          "a step below this is a failure (explicit: the step bound; implicit, jko: after halving)",
+          default_doc="1e-14 (explicit), 1e-12 (implicit, jko)"),
+    Param("time_order", Choice((1, 2)), 1,
+          "1: backward Euler / JKO; 2: BDF2 / variational BDF2 (jko: Lagrangian method only)",
+          when=_time_order),
     Param("flux", Choice(("upwind", "logmean")), "upwind",
           "implicit face flux: first-order upwind (any beta) or the second-order log-mean "
           "flux (finite beta)", when=_implicit),
     Param("newton_tol", Real(low=0, low_open=True), 1e-10, "Newton tolerance (L1 norm of the residual)",
           when=_implicit),
     Param("max_newton", Integer(low=1), 30, "Newton iterations before the step is halved", when=_implicit),
+    Param("method", Choice(("auto", "lagrangian", "fv")), "auto",
+          "JKO step: lagrangian (exact W2 in quantile coordinates; 1D intervals and radii), fv "
+          "(linearised JKO with upwind mobility, any grid); auto: lagrangian where it applies",
+          when=_jko),
+    Param("atoms", Integer(low=2), None, "number of atoms (quantile points) of the Lagrangian step",
+          when=_lagrangian, default_doc="the number of grid cells"),
+    Param("atom_masses", Choice(("graded", "uniform")), "graded",
+          "masses of the atoms: graded (small at both tails, which resolves them) or uniform 1/N",
+          when=_lagrangian),
+    Param("inner_tol", Real(low=0, low_open=True), None,
+          "tolerance of the inner (Newton) solve of each JKO step (lagrangian: largest atom "
+          "displacement left, relative to the axis length; fv: L1 residual relative to the mass)",
+          when=_jko, default_doc="1e-11 (lagrangian), 1e-10 (fv)"),
+    Param("max_inner", Integer(low=1), 50, "inner iterations before a JKO step is rejected and halved",
+          when=_jko),
+    Param("dt_max", Real(low=0, low_open=True), None,
+          "largest JKO step the adaptive control may grow to", when=_jko, default_doc="dt"),
+    Param("growth", Real(low=1.0), 2.0, "factor of step growth after an accepted JKO step", when=_jko),
 )
 
 RUN_PARAMS: tuple[Param, ...] = (
@@ -193,9 +224,14 @@ def _resolve_grid(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def _resolve_scheme(raw: Mapping[str, Any]) -> dict[str, Any]:
     scheme = resolve_table(raw, SCHEME_PARAMS, "scheme")
-    if scheme["implicit"] and scheme["order"] != 1:
+    if scheme["name"] == "jko" and "dt" not in scheme:
+        raise ConfigError("scheme.dt", "required when scheme.name = 'jko' (the initial step tau): "
+                                       "a positive number")
+    if scheme["name"] == "jko" and scheme.get("dt_max") is not None and scheme["dt_max"] < scheme["dt"]:
+        raise ConfigError("scheme.dt_max", f"must be at least scheme.dt = {scheme['dt']}")
+    if scheme.get("implicit") and scheme["order"] != 1:
         raise ConfigError("scheme.order", "the implicit scheme is first-order upwind: order must be 1")
-    if scheme["implicit"] and "dt" not in scheme:
+    if scheme.get("implicit") and "dt" not in scheme:
         raise ConfigError("scheme.dt", "required when scheme.implicit = true (the fixed step): "
                                        "a positive number")
     return scheme

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pde
+from pde.trackers.interrupts import FixedInterrupts
 
 from ddsolve.app.config import Setup, build, resolve
 from ddsolve.app.io import OutputDirectory, jsonable, save_times, show_progress
@@ -98,8 +99,12 @@ def run(config: Mapping[str, Any], out_dir: str | Path | None = None, *,
                        initial_mass_on_grid=setup.initial.mass_on_grid)
     record.close_with(out.close)
     state = setup.coords.field(setup.initial.values)
-    controller = pde.Controller(solver, t_range=config["run"]["t_final"],
-                                tracker=out.trackers(progress=show_progress(progress)))
+    trackers = out.trackers(progress=show_progress(progress))
+    # a scheme with a representation of its own (the JKO atoms) stores it beside density.h5
+    extra = getattr(solver, "output_trackers", None)
+    if extra is not None:
+        trackers += extra(out.path, FixedInterrupts(times))
+    controller = pde.Controller(solver, t_range=config["run"]["t_final"], tracker=trackers)
 
     def keep_last_good_state(err: SolverFailure) -> None:
         nonlocal state  # the controller evolves a copy; after a failure it is here:

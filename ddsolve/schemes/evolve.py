@@ -46,6 +46,7 @@ def evolve(
     tracker: Any = None,
     t_start: float = 0.0,
     scheme: str = "fv",
+    **options: Any,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Evolve cell averages ``rho0`` from ``t_start`` to ``t_final``.
 
@@ -69,7 +70,12 @@ def evolve(
     t_start : float
         Initial time.
     scheme : str
-        A scheme registered in :mod:`ddsolve.schemes.registry` (``"fv"``).
+        A scheme registered in :mod:`ddsolve.schemes.registry`: ``"fv"``, or ``"jko"``
+        (minimising movement; ``dt`` is the initial step and ``time_order`` 2 selects
+        BDF2; ``implicit`` does not apply).
+    **options
+        Further ``[scheme]`` keys of the scheme (``method``, ``atoms``, ``inner_tol``,
+        ``dt_max``, ... for ``"jko"``).
 
     Returns
     -------
@@ -81,8 +87,10 @@ def evolve(
     rho0 = check_density(grid_model, rho0, "rho0")
     if not t_final > t_start:
         raise ValueError(f"t_final must exceed t_start={t_start}, got {t_final}")
-    options = {"name": scheme, "implicit": implicit, "order": order, "theta": theta,
-               "rk_order": rk_order, "cfl": cfl, "dt": dt, "time_order": time_order, "flux": flux}
+    options = {"name": scheme, "order": order, "theta": theta, "rk_order": rk_order, "cfl": cfl,
+               "dt": dt, "time_order": time_order, "flux": flux, **options}
+    if scheme == "fv":
+        options["implicit"] = implicit
     _, solver = make_stepper(grid_model, options)
     state = grid_model.coords.field(np.array(rho0, dtype=float))
     controller = pde.Controller(solver, t_range=(t_start, t_final), tracker=tracker)

@@ -11,7 +11,7 @@ Examples
 --------
 >>> from ddsolve.schemes.registry import STEPPERS, make_stepper
 >>> sorted(STEPPERS)
-[('fv', False), ('fv', True)]
+[('fv', False), ('fv', True), ('jko', True)]
 >>> eq, solver = make_stepper(gm, {"name": "fv", "implicit": False})   # doctest: +SKIP
 """
 
@@ -53,12 +53,16 @@ def register_stepper(name: str, implicit: bool, doc: str) -> Callable:
 
 
 def scheme_names() -> tuple[str, ...]:
-    """The registered scheme names (``fv``, ...)."""
-    return tuple(dict.fromkeys(name for name, _ in STEPPERS))
+    """The registered scheme names, sorted (``fv``, ``jko``, ...)."""
+    return tuple(sorted(dict.fromkeys(name for name, _ in STEPPERS)))
 
 
-def get_stepper(name: str, implicit: bool = False) -> Stepper:
-    """The stepper registered under ``(name, implicit)``; a ``ValueError`` names the others."""
+def get_stepper(name: str, implicit: bool | None = False) -> Stepper:
+    """The stepper registered under ``(name, implicit)`` (``implicit=None``: the only one
+    of that name, or its explicit one); a ``ValueError`` names the others."""
+    if implicit is None:
+        kinds = [i for n, i in STEPPERS if n == name]
+        implicit = kinds[0] if len(kinds) == 1 else False
     try:
         return STEPPERS[(name, bool(implicit))]
     except KeyError:
@@ -68,6 +72,7 @@ def get_stepper(name: str, implicit: bool = False) -> Stepper:
 
 
 def make_stepper(grid_model: Any, options: Mapping[str, Any]) -> tuple[Any, Any]:
-    """``(pde, solver)`` for ``options["name"]`` (default ``"fv"``) and ``options["implicit"]``."""
-    stepper = get_stepper(options.get("name", "fv"), options.get("implicit", False))
+    """``(pde, solver)`` for ``options["name"]`` (default ``"fv"``) and ``options["implicit"]``
+    (absent: the scheme's only registration, or its explicit one)."""
+    stepper = get_stepper(options.get("name", "fv"), options.get("implicit"))
     return stepper.build(grid_model, options)

@@ -24,10 +24,13 @@ def _grid_model():
 
 
 def test_builtin_steppers_and_unknown_names():
-    assert {("fv", False), ("fv", True)} <= set(STEPPERS)
-    assert "fv" in scheme_names()
-    with pytest.raises(ValueError, match="registered: fv"):
-        get_stepper("jko", implicit=True)
+    assert {("fv", False), ("fv", True), ("jko", True)} <= set(STEPPERS)
+    assert scheme_names()[:2] == ("fv", "jko")
+    assert get_stepper("jko", implicit=None) is STEPPERS[("jko", True)]  # its only registration
+    with pytest.raises(ValueError, match=r"no explicit scheme 'jko'; registered: .*fv \(explicit\)"):
+        get_stepper("jko", implicit=False)
+    with pytest.raises(ValueError, match=r"registered: .*jko \(implicit\)"):
+        get_stepper("bdf", implicit=True)
 
 
 def test_a_registered_stepper_is_what_evolve_runs():

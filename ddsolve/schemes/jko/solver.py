@@ -1,0 +1,218 @@
+r"""Minimising-movement time stepping as a py-pde solver, with adaptive :math:`\tau`.
+
+The schedule enters through the step's own time: the flow
+:math:`\partial_t\rho = \xi(t)\nabla\cdot(\rho\nabla\mu)` is the gradient flow in the
+time :math:`s = \int\xi\,dt`, so a step from :math:`t` to :math:`t+\Delta t` is the JKO
+step with :math:`\tau = \int_t^{t+\Delta t}\xi` (Gauss–Legendre, exact for the
+constant and power schedules to round-off at the step sizes used).
+
+Every accepted step is checked against the discrete JKO inequality
+:math:`F_h(\rho^{n+1}) + d^2(\rho^{n+1},\rho^n)/(2\tau) \le F_h(\rho^n)` (first order) or
+the monotone decay of :math:`F_h` (BDF2, where the minimising-movement inequality holds
+for a modified energy only, Matthes & Plazotta 2019); the counts of violations and the
+largest relative one are in ``info``. A step whose inner solver fails is rejected and
+retried with half the step (restart from the last accepted state); after an accepted step
+the step grows by ``growth`` up to ``dt_max`` (default: the initial step ``dt``), so the
+user's step is the step taken whenever the inner solver can take it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pde.solvers.base import SolverBase
+from pde.trackers.base import TrackerBase
+
+from ddsolve.failures import NumericalFailure
+
+__all__ = ["JKOSolver", "JKOFailure", "QuantileTracker", "QUANTILE_FILE"]
+
+QUANTILE_FILE = "quantiles.h5"
+_GAUSS = np.polynomial.legendre.leggauss(4)
+
+
+class JKOFailure(NumericalFailure):
+    """A JKO run stopped because the inner solver failed even at ``dt_min``."""
+
+
+class _Placeholder:
+    """The py-pde ``PDEBase`` slot of the solver (JKO has no right-hand side)."""
+
+    check_implementation = False
+    complex_valued = False
+
+    def __init__(self, method: Any) -> None:
+        self.method = method
+
+
+class JKOSolver(SolverBase):
+    r"""Minimising-movement stepping of a JKO ``method`` (Lagrangian or finite volume).
+
+    Parameters
+    ----------
+    method : LagrangianJKO or FiniteVolumeJKO
+        ``initial_state``, ``step``, ``density``, ``free_energy``.
+    schedule : Schedule
+        :math:`\xi(t)`.
+    dt : float
+        The initial (and, by default, largest) step.
+    time_order : int
+        1: JKO (backward Euler); 2: variational BDF2 (methods that support it).
+    dt_max, dt_min : float, optional
+        Largest step; a step halved below ``dt_min`` is a failure.
+    growth : float
+        Factor by which the step grows after an accepted step (towards ``dt_max``).
+
+    Examples
+    --------
+    >>> solver = JKOSolver(LagrangianJKO(gm), gm.model.xi, dt=0.05)   # doctest: +SKIP
+    >>> pde.Controller(solver, t_range=1.0).run(gm.coords.field(rho0))  # doctest: +SKIP
+    """
+
+    name = "jko"
+
+    def __init__(self, method: Any, schedule: Any, dt: float, time_order: int = 1,
+                 dt_max: float | None = None, dt_min: float = 1e-12, growth: float = 2.0,
+                 check_tol: float = 1e-10) -> None:
+        super().__init__(_Placeholder(method))
+        if time_order not in (1, 2):
+            raise ValueError(f"time_order must be 1 or 2, got {time_order}")
+        if time_order == 2 and not getattr(method, "supports_bdf2", False):
+            raise ValueError(f"time_order = 2 (BDF2) needs the Lagrangian method, not {method.name!r}")
+        self.method = method
+        self.schedule = schedule
+        self.dt = float(dt)
+        self.dt_max = self.dt if dt_max is None else float(dt_max)
+        if self.dt_max < self.dt:
+            raise ValueError(f"dt_max ({self.dt_max}) must be at least dt ({self.dt})")
+        self.dt_min = float(dt_min)
+        self.growth = float(growth)
+        self.time_order = int(time_order)
+        self.check_tol = float(check_tol)
+        self.lagrangian_state: np.ndarray | None = None
+        self.info.update(method=method.name, time_order=self.time_order, tau0=self.dt,
+                         dt_max=self.dt_max)
+
+    def step_length(self, t: float, dt: float) -> float:
+        r""":math:`\tau = \int_t^{t+\Delta t}\xi`."""
+        if self.schedule.is_constant:
+            return float(self.schedule(t)) * dt
+        x, w = _GAUSS
+        return 0.5 * dt * float(sum(wk * self.schedule(t + 0.5 * dt * (xk + 1)) for xk, wk in zip(x, w)))
+
+    def make_stepper(self, state, dt=None):
+        method = self.method
+        if dt is not None:
+            self.dt = float(dt)
+        self.lagrangian_state = method.initial_state(np.asarray(state.data, dtype=float))
+        state.data[...] = method.density(self.lagrangian_state).reshape(state.data.shape)
+        self.info.update(steps=0, rejected=0, inner_iterations=0, max_inner_iterations=0,
+                         energy_increases=0, jko_violations=0, max_violation=0.0, dt_last=None)
+        history: list = [None]  # (time, previous state, previous tau) for BDF2
+        current = [self.dt]
+
+        def stepper(state, t_start: float, t_end: float) -> float:
+            shape = state.data.shape
+            t = float(t_start)
+            y = self.lagrangian_state
+            F = method.free_energy(y)
+            while t < t_end - 1e-13 * max(1.0, abs(t_end)):
+                dt_try = min(current[0], t_end - t)
+                while True:
+                    tau = self.step_length(t, dt_try)
+                    hist = history[0]
+                    previous = None
+                    if self.time_order == 2 and hist is not None and hist[0] == t:
+                        previous = (hist[1], hist[2])
+                    new, info = method.step(y, tau, previous) if previous else method.step(y, tau)
+                    self.info["inner_iterations"] += info["iterations"]
+                    self.info["max_inner_iterations"] = max(self.info["max_inner_iterations"],
+                                                            info["iterations"])
+                    if new is not None:
+                        break
+                    self.info["rejected"] += 1
+                    dt_try *= 0.5
+                    current[0] = dt_try
+                    if dt_try < self.dt_min:
+                        state.data[...] = method.density(y).reshape(shape)
+                        raise JKOFailure(f"JKO inner solver failed at t={t:.6g} ({info['reason']}) "
+                                         f"even with dt={dt_try:.3g}", t=t, cause="inner solver failure")
+                F_new = method.free_energy(new)
+                self._check(F, F_new, info["distance2"], tau, previous is not None)
+                t_new = t + dt_try if dt_try < t_end - t else t_end
+                history[0] = (t_new, y, tau)
+                y, F, t = new, F_new, t_new
+                self.info["steps"] += 1
+                self.info["dt_last"] = dt_try
+                if dt_try == current[0]:
+                    current[0] = min(self.dt_max, current[0] * self.growth)
+            self.lagrangian_state = y
+            state.data[...] = method.density(y).reshape(shape)
+            return t
+
+        return stepper
+
+    def _check(self, F_old: float, F_new: float, d2: float, tau: float, bdf2: bool) -> None:
+        tol = self.check_tol * max(1.0, abs(F_old))
+        if F_new > F_old + tol:
+            self.info["energy_increases"] += 1
+        excess = F_new + (0.0 if bdf2 else d2 / (2 * tau)) - F_old
+        if excess > tol:
+            self.info["jko_violations"] += 1
+        self.info["max_violation"] = max(self.info["max_violation"], excess / max(1.0, abs(F_old)))
+
+    def output_trackers(self, path, interrupts) -> list[TrackerBase]:
+        """``quantiles.h5`` with the atoms at the save times (Lagrangian method only)."""
+        if not hasattr(self.method, "levels"):
+            return []
+        return [QuantileTracker(self, Path(path) / QUANTILE_FILE, interrupts)]
+
+
+class QuantileTracker(TrackerBase):
+    """Writes the Lagrangian state to ``quantiles.h5`` at the save times, flushed per row:
+    datasets ``t`` (n_t,), ``atoms`` (n_t, N), ``free_energy`` (n_t,) and, fixed,
+    ``masses`` and ``levels`` (N,)."""
+
+    def __init__(self, solver: JKOSolver, path, interrupts) -> None:
+        super().__init__(interrupts=interrupts)
+        self.solver = solver
+        self.path = path
+        self.file = None
+
+    def initialize(self, field, info=None):
+        import h5py
+
+        method = self.solver.method
+        n = method.n_atoms
+        self.file = h5py.File(self.path, "w")
+        self.file.attrs["description"] = ("atoms y_i (positions of the quantile function at the mass "
+                                          "levels s_i) of the Lagrangian JKO scheme")
+        self.file.create_dataset("masses", data=method.masses)
+        self.file.create_dataset("levels", data=method.levels)
+        self.file.create_dataset("t", shape=(0,), maxshape=(None,), dtype=float)
+        self.file.create_dataset("atoms", shape=(0, n), maxshape=(None, n), dtype=float, chunks=(1, n))
+        self.file.create_dataset("free_energy", shape=(0,), maxshape=(None,), dtype=float)
+        return super().initialize(field, info)
+
+    def handle(self, field, t):
+        y = self.solver.lagrangian_state
+        if y is None:
+            y = self.solver.method.initial_state(np.asarray(field.data, dtype=float))
+        k = self.file["t"].shape[0]
+        for name, value in (("t", t), ("free_energy", self.solver.method.free_energy(y))):
+            self.file[name].resize((k + 1,))
+            self.file[name][k] = value
+        self.file["atoms"].resize((k + 1, y.size))
+        self.file["atoms"][k] = y
+        self.file.flush()
+
+    def finalize(self, info=None):
+        self.close()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
