@@ -18,7 +18,6 @@ user's step is the step taken whenever the inner solver can take it.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
