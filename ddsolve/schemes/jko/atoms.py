@@ -130,32 +130,36 @@ class AtomEnergy:
         return E, g, m * d2
 
     # interaction ----------------------------------------------------------------------
-    def _feature_values(self, y: np.ndarray):
-        """Features F (K, N), their derivatives dF and second derivatives d2F at y."""
+    def _feature_values(self, y: np.ndarray, need: int):
+        """Features F (K, N) and, for ``need`` >= 1, their derivatives dF, for ``need`` = 2
+        also the second derivatives d2F at y (``None`` where not needed)."""
         p = y[:, None]
         h = self.fd
+        if need == 0:
+            return self.features(p), None, None
         if self.feature_gradients:
             F, dF = self.features(p, gradient=True)
             dF = dF[..., 0]
+            if need < 2:
+                return F, dF, None
             _, dp = self.features(p + h, gradient=True)
             _, dm = self.features(p - h, gradient=True)
-            d2F = (dp[..., 0] - dm[..., 0]) / (2 * h)
-        else:
-            F = self.features(p)
-            Fp, Fm = self.features(p + h), self.features(p - h)
-            dF = (Fp - Fm) / (2 * h)
-            d2F = (Fp - 2 * F + Fm) / h**2
-        return F, dF, d2F
+            return F, dF, (dp[..., 0] - dm[..., 0]) / (2 * h)
+        F = self.features(p)
+        Fp, Fm = self.features(p + h), self.features(p - h)
+        return F, (Fp - Fm) / (2 * h), ((Fp - 2 * F + Fm) / h**2 if need == 2 else None)
 
-    def _interaction(self, y: np.ndarray, m: np.ndarray, hessian: bool):
+    def _interaction(self, y: np.ndarray, m: np.ndarray, hessian: bool, gradient: bool = True):
         mode = self.mode
         N = y.size
         if mode == "none":
             return 0.0, np.zeros(N), (HessianParts(np.zeros(N)) if hessian else None)
         if mode == "features":
-            F, dF, d2F = self._feature_values(y)
+            F, dF, d2F = self._feature_values(y, 2 if hessian else int(gradient))
             c = F @ m
             E = 0.5 * float(c @ c)
+            if not gradient:
+                return E, None, None
             g = m * (c @ dF)
             if not hessian:
                 return E, g, None
@@ -200,6 +204,12 @@ class AtomEnergy:
         return E, g, HessianParts(m * (D11 @ m), dense=D12 * np.outer(m, m))
 
     # public -----------------------------------------------------------------------------
+    def value(self, y: np.ndarray, m: np.ndarray) -> float:
+        """:math:`E(y)` alone (what a line search needs)."""
+        Eu = self._interaction(y, m, False, gradient=False)[0] if self.mode == "features" else \
+            self._interaction(y, m, False)[0]
+        return float(m @ self.potential(y[:, None])) + Eu
+
     def value_and_gradient(self, y: np.ndarray, m: np.ndarray) -> tuple[float, np.ndarray]:
         """:math:`E(y)` and :math:`\\nabla E(y)`, shape (N,)."""
         Ev, gv, _ = self._potential(y, m, False)

@@ -217,9 +217,8 @@ class LagrangianJKO:
 
     def free_energy(self, y: np.ndarray) -> float:
         """The discrete free energy :math:`F_h(y)` that the step minimises."""
-        E, _ = self.energy.value_and_gradient(y, self.masses)
         H, *_ = self._entropy(y, False)
-        return E + H
+        return self.energy.value(y, self.masses) + H
 
     def distance2(self, a: np.ndarray, b: np.ndarray) -> float:
         """:math:`W_2^2` between the atomic laws: :math:`\\sum_i m_i(a_i-b_i)^2`."""
@@ -246,7 +245,7 @@ class LagrangianJKO:
         const = 0.5 * (a * (m @ y**2) - b * (m @ y_prev**2) - (a - b) * (m @ center**2)) / tau
 
         def objective(x):
-            E, _ = self.energy.value_and_gradient(x, m)
+            E = self.energy.value(x, m)
             H, *_ = self._entropy(x, False)
             return E + H + 0.5 * kappa * float(m @ (x - center) ** 2) + const
 

@@ -120,6 +120,8 @@ class JKOSolver(SolverBase):
             F = method.free_energy(y)
             while t < t_end - 1e-13 * max(1.0, abs(t_end)):
                 dt_try = min(current[0], t_end - t)
+                if t_end - t - dt_try <= 1e-9 * dt_try:  # land on t_end, not an ulp short of it
+                    dt_try = t_end - t
                 while True:
                     tau = self.step_length(t, dt_try)
                     hist = history[0]
@@ -141,7 +143,7 @@ class JKOSolver(SolverBase):
                                          f"even with dt={dt_try:.3g}", t=t, cause="inner solver failure")
                 F_new = method.free_energy(new)
                 self._check(F, F_new, info["distance2"], tau, previous is not None)
-                t_new = t + dt_try if dt_try < t_end - t else t_end
+                t_new = t_end if dt_try == t_end - t else t + dt_try
                 history[0] = (t_new, y, tau)
                 y, F, t = new, F_new, t_new
                 self.info["steps"] += 1
