@@ -14,7 +14,7 @@ SLOW = ["curie_weiss_double_well", "kuramoto_synchronisation", "muller_brown_2d"
         "particles_curie_weiss", "agents_muller_brown", "rve_three_spin", "sgd_vs_pde",
         "digits_histogram", "steady_mmn_certificate", "validate_curie_weiss",
         "rve_three_spin_scaling", "mmn_sgd_anisotropic", "mmn_sgd_isotropic",
-        "sweep_muller_brown"]
+        "sweep_muller_brown", "jko_near_delta"]
 
 
 def _run(name, tmp_path, table="diagnostics.csv"):
