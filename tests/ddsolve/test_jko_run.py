@@ -82,26 +82,6 @@ def test_fv_jko_run_on_a_2d_grid(tmp_path):
     assert rows["mean_x"][-1] == pytest.approx(np.exp(-0.5), abs=0.03)
 
 
-@pytest.mark.parametrize("overrides, key", [
-    (["scheme.dt="], "scheme.dt"),
-    (["scheme.method=lagrangian"], "scheme.method"),
-    (["scheme.time_order=2"], "scheme.time_order"),
-    (["scheme.atoms=100", "scheme.method=fv"], "scheme.atoms"),
-    (["scheme.inner_tol=0"], "scheme.inner_tol"),
-    (["scheme.max_inner=0"], "scheme.max_inner"),
-    (["scheme.growth=0.5"], "scheme.growth"),
-    (["scheme.dt_max=0.01"], "scheme.dt_max"),
-    (["scheme.rk_order=2"], "scheme.rk_order"),
-])
-def test_bad_jko_keys_exit_2_naming_the_key(tmp_path, capsys, overrides, key):
-    args = ["run", str(write_config(tmp_path, GRID_2D)), "--out", str(tmp_path / "o")]
-    for item in overrides:
-        args += ["--set", item]
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"ddsolve: error: {key}: ") and err.count("\n") == 1, err
-
-
 def test_inner_failure_at_dt_min_fails_the_run_with_exit_3_and_keeps_the_output(tmp_path):
     """A JKO step that cannot be solved even at dt_min stops the run (exit 3) with the
     snapshots so far and summary status 'failed'."""
