@@ -16,13 +16,7 @@ from tests.helpers import OU_CONFIG, write_config
 
 JKO = "\n[scheme]\nname = \"jko\"\ndt = 0.05\n"
 
-GRID_2D = """
-[model]
-problem = "fokker-planck"
-potential = "quadratic"
-stiffness = 1.0
-beta = 1.0
-[grid]
+GRID_2D = OU_CONFIG[:OU_CONFIG.index("[grid]")] + """[grid]
 bounds = [[-4.0, 4.0], [-4.0, 4.0]]
 cells = [24, 24]
 [initial]
