@@ -52,6 +52,7 @@ from ddsolve.grid.faces import Faces
 from ddsolve.grid.grid_model import DENSITY_FLOOR
 from ddsolve.schemes.fv.pde import DistributionalDynamicsPDE
 from ddsolve.schemes.fv.ssprk import SolverFailure
+from ddsolve.schemes.stepping import march
 
 __all__ = ["FLUXES", "ImplicitFVOperator", "UpwindOperator", "ImplicitEulerSolver", "log_mean"]
 
@@ -296,30 +297,30 @@ class ImplicitEulerSolver(SolverBase):
 
         def stepper(state, t_start: float, t_end: float) -> float:
             shape = state.data.shape
-            rho = np.array(state.data, dtype=float).ravel()
-            t = float(t_start)
-            while t < t_end - 1e-14 * max(1.0, abs(t_end)):
-                dt_try = min(self.dt, t_end - t)
-                while True:
-                    new = self._step(rho, t, dt_try)
-                    if new is not None:
-                        break
-                    dt_try *= 0.5
+            now = {"rho": np.array(state.data, dtype=float).ravel()}
+
+            def attempt(t: float, dt: float, t_new: float) -> bool:
+                rho = now["rho"]
+                new = self._step(rho, t, dt)
+                if new is None:
                     self.info["retries"] += 1
-                    if dt_try < self.dt_min:
-                        state.data[...] = rho.reshape(shape)
-                        raise SolverFailure(
-                            f"Newton did not converge at t={t:.6g} even with dt={dt_try:.3g}",
-                            t=t, cause="Newton failure")
+                    return False
                 # the stored history is (time of rho^n, rho^{n-1}, dt_{n-1}) for BDF2
-                t_new = t + dt_try if dt_try < t_end - t else t_end
                 self._history = (t_new, rho, t_new - t)
-                rho, t = new, t_new
+                now["rho"] = new
                 self.info["steps"] += 1
-                if not np.all(np.isfinite(rho)):
-                    raise SolverFailure(f"non-finite density at t={t:.6g}", t=t,
+                if not np.all(np.isfinite(new)):
+                    raise SolverFailure(f"non-finite density at t={t_new:.6g}", t=t_new,
                                         cause="non-finite density")
-            state.data[...] = rho.reshape(shape)
-            return t
+                return True
+
+            def fail(t: float, dt: float) -> None:
+                state.data[...] = now["rho"].reshape(shape)
+                raise SolverFailure(f"Newton did not converge at t={t:.6g} even with dt={dt:.3g}",
+                                    t=t, cause="Newton failure")
+
+            march(float(t_start), float(t_end), self.dt, attempt, dt_min=self.dt_min, fail=fail)
+            state.data[...] = now["rho"].reshape(shape)
+            return float(t_end)
 
         return stepper

@@ -245,7 +245,8 @@ class LagrangianJKO:
         """One JKO step (``previous = (y_prev, tau_prev)``: the variational BDF2 step).
 
         Returns ``(y_new, info)``, or ``(None, info)`` when Newton fails; ``info`` has
-        ``iterations``, ``residual``, ``distance2``, ``converged`` and ``reason``.
+        ``iterations``, ``residual``, ``distance2``, ``free_energy`` (of ``y_new``),
+        ``converged`` and ``reason``.
         """
         m = self.masses
         if previous is None:
@@ -313,6 +314,9 @@ class LagrangianJKO:
             info["reason"] = "non-finite atoms"
             return None, info
         info["distance2"] = self.distance2(x, y)
+        # F at the solution, from the objective already evaluated there (saves an energy
+        # evaluation per step: the two-layer features are the expensive part)
+        info["free_energy"] = phi - 0.5 * kappa * float(m @ (x - center) ** 2) - const
         return x, info
 
     def _free_set(self, x: np.ndarray, grad: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from pde.solvers.base import SolverBase
 from pde.trackers.base import TrackerBase
 
 from ddsolve.failures import NumericalFailure
+from ddsolve.schemes.stepping import march
 
 __all__ = ["JKOSolver", "JKOFailure", "QuantileTracker", "QUANTILE_FILE"]
 
@@ -112,47 +113,42 @@ class JKOSolver(SolverBase):
                          energy_increases=0, jko_violations=0, max_violation=0.0, dt_last=None)
         history: list = [None]  # (time, previous state, previous tau) for BDF2
         current = [self.dt]
+        energy = [method.free_energy(self.lagrangian_state)]  # F of the current state
 
         def stepper(state, t_start: float, t_end: float) -> float:
             shape = state.data.shape
-            t = float(t_start)
-            y = self.lagrangian_state
-            F = method.free_energy(y)
-            while t < t_end - 1e-13 * max(1.0, abs(t_end)):
-                dt_try = min(current[0], t_end - t)
-                if t_end - t - dt_try <= 1e-9 * dt_try:  # land on t_end, not an ulp short of it
-                    dt_try = t_end - t
-                while True:
-                    tau = self.step_length(t, dt_try)
-                    hist = history[0]
-                    previous = None
-                    if self.time_order == 2 and hist is not None and hist[0] == t:
-                        previous = (hist[1], hist[2])
-                    new, info = method.step(y, tau, previous) if previous else method.step(y, tau)
-                    self.info["inner_iterations"] += info["iterations"]
-                    self.info["max_inner_iterations"] = max(self.info["max_inner_iterations"],
-                                                            info["iterations"])
-                    if new is not None:
-                        break
+            now = {"y": self.lagrangian_state, "F": energy[0]}
+
+            def attempt(t: float, dt: float, t_new: float) -> bool:
+                y, tau, hist = now["y"], self.step_length(t, dt), history[0]
+                previous = None
+                if self.time_order == 2 and hist is not None and hist[0] == t:
+                    previous = (hist[1], hist[2])
+                new, info = method.step(y, tau, previous) if previous else method.step(y, tau)
+                self.info["inner_iterations"] += info["iterations"]
+                self.info["max_inner_iterations"] = max(self.info["max_inner_iterations"], info["iterations"])
+                if new is None:
                     self.info["rejected"] += 1
-                    dt_try *= 0.5
-                    current[0] = dt_try
-                    if dt_try < self.dt_min:
-                        state.data[...] = method.density(y).reshape(shape)
-                        raise JKOFailure(f"JKO inner solver failed at t={t:.6g} ({info['reason']}) "
-                                         f"even with dt={dt_try:.3g}", t=t, cause="inner solver failure")
-                F_new = method.free_energy(new)
-                self._check(F, F_new, info["distance2"], tau, previous is not None)
-                t_new = t_end if dt_try == t_end - t else t + dt_try
+                    now["reason"] = info["reason"]
+                    return False
+                F_new = info["free_energy"] if "free_energy" in info else method.free_energy(new)
+                self._check(now["F"], F_new, info["distance2"], tau, previous is not None)
                 history[0] = (t_new, y, tau)
-                y, F, t = new, F_new, t_new
+                now.update(y=new, F=F_new)
                 self.info["steps"] += 1
-                self.info["dt_last"] = dt_try
-                if dt_try == current[0]:
-                    current[0] = min(self.dt_max, current[0] * self.growth)
-            self.lagrangian_state = y
-            state.data[...] = method.density(y).reshape(shape)
-            return t
+                self.info["dt_last"] = dt
+                return True
+
+            def fail(t: float, dt: float) -> None:
+                state.data[...] = method.density(now["y"]).reshape(shape)
+                raise JKOFailure(f"JKO inner solver failed at t={t:.6g} ({now['reason']}) even with "
+                                 f"dt={dt:.3g}", t=t, cause="inner solver failure")
+
+            current[0] = march(float(t_start), float(t_end), current[0], attempt, dt_min=self.dt_min,
+                               fail=fail, dt_max=self.dt_max, growth=self.growth)
+            self.lagrangian_state, energy[0] = now["y"], now["F"]
+            state.data[...] = method.density(now["y"]).reshape(shape)
+            return float(t_end)
 
         return stepper
 
