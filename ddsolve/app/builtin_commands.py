@@ -52,6 +52,10 @@ class RunCommand(Command):
         result = run(read_raw_config(args, "run"), progress=not args.quiet)
         if not args.quiet:
             s, final = result.summary, result.summary["final"]
+            solver = s.get("solver") or {}
+            if solver.get("time"):
+                how = solver["time"] + (f" {solver['method']}" if solver["time"] != "explicit" else "")
+                print(f"ddsolve: time stepping {how}: {solver.get('time_reason', '')}")
             print(f"ddsolve: t={final['t']:.6g} reached in {s['steps']} steps "
                   f"({s['wall_time']:.2f} s); free energy {final['free_energy']:.8g}, "
                   f"mass {final['mass']:.15g}; output in {result.out_dir}")

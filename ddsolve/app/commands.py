@@ -22,9 +22,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
 from importlib import import_module
 from importlib.metadata import entry_points
+from typing import Any
 
 __all__ = ["Command", "ENTRY_POINT_GROUP", "BUILTIN", "commands", "extension_sections"]
 

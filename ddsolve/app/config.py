@@ -6,9 +6,10 @@ A config file has five sections (plus those of other commands, such as ``[partic
     [grid]     bounds, cells, periodic | coordinates = "radial", dim, r_max, cells;
                optional charge axis charge_bounds, charge_cells
     [initial]  kind = "gaussian" | "uniform" | "mixture" | "expression" | problem kinds
-    [scheme]   name, order, theta, implicit, rk_order, cfl, dt, dt_min, newton_tol,
-               max_newton, interaction; for name = "jko": method, atoms, time_order,
-               inner_tol, max_inner, dt_max, growth
+    [scheme]   name, time (auto | explicit | implicit | imex), integrator, rtol, atol,
+               order, theta, implicit, rk_order, cfl, dt, dt_min, dt_max, newton_tol,
+               max_newton, flux, interaction; for name = "jko": method, atoms,
+               time_order, inner_tol, max_inner, dt_max, growth
     [run]      t_final, save_every, out, seed
 
 :func:`resolve` checks every key against its declared :class:`~ddsolve.problems.base.Param`
@@ -62,6 +63,8 @@ from ddsolve.schema import (
     when_equals,
 )
 from ddsolve.schemes import scheme_names
+from ddsolve.schemes.fv.auto import TIME_MODES
+from ddsolve.schemes.fv.tableaux import TABLEAUX
 
 __all__ = [
     "ConfigError",
@@ -102,13 +105,20 @@ class _SchemeName(ValueType):
         return Choice(scheme_names()).describe()
 
 
+INTEGRATORS = tuple(TABLEAUX)
 _cartesian = when_equals("coordinates", "cartesian")
 _radial = when_equals("coordinates", "radial")
 _fv = when_equals("name", "fv")
 _jko = when_equals("name", "jko")
-_explicit = When("name = 'fv' and implicit = false",
-                 lambda p: p.get("name") == "fv" and p.get("implicit") is False)
+_stepped = When("name = 'fv' and implicit = false",
+                lambda p: p.get("name") == "fv" and p.get("implicit") is False)
+_explicit = When("name = 'fv', implicit = false and time = 'auto' | 'explicit'",
+                 lambda p: _stepped.test(p) and p.get("time") in ("auto", "explicit"))
+_adaptive = When("name = 'fv', implicit = false and time = 'auto' | 'implicit' | 'imex'",
+                 lambda p: _stepped.test(p) and p.get("time") in ("auto", "implicit", "imex"))
 _implicit = when_equals("implicit", True)
+_newton = When("implicit = true or time = 'auto' | 'implicit' | 'imex'",
+               lambda p: _implicit.test(p) or _adaptive.test(p))
 _time_order = When("implicit = true or name = 'jko'",
                    lambda p: p.get("implicit") is True or p.get("name") == "jko")
 _lagrangian = When("name = 'jko' and method = 'auto' | 'lagrangian'",
@@ -139,11 +149,24 @@ SCHEME_PARAMS: tuple[Param, ...] = (
           "fv: finite volume (Carrillo, Chertock & Huang 2015); jko: minimising movement "
           "(Jordan, Kinderlehrer & Otto 1998), see method"),
     Param("implicit", Boolean(), False,
-          "Newton-based implicit stepping (fixed step dt; see time_order, flux) instead of SSP-RK",
-          when=_fv),
+          "fixed-step backward Euler / BDF2 with Newton (dt, time_order, flux) instead of the "
+          "time stepping chosen by scheme.time", when=_fv),
+    Param("time", Choice(TIME_MODES), "auto",
+          "auto: explicit SSP-RK unless diffusion makes its dt ~ h^2 bound the binding one, "
+          "then implicit (the choice and reason go to summary.json); explicit; implicit "
+          "(error-controlled ESDIRK, see integrator, rtol, atol); imex (interaction explicit)",
+          when=_stepped),
+    Param("integrator", Choice(INTEGRATORS), lambda p: "ark3" if p.get("time") == "imex" else "esdirk3",
+          "error-controlled integrator: trbdf2 (2nd order), esdirk3, esdirk4 (implicit); ark3, "
+          "ark4 (imex)", default_doc="esdirk3 (ark3 for time = 'imex')", when=_adaptive),
+    Param("rtol", Real(low=0), 1e-4, "relative tolerance of the local time error", when=_adaptive),
+    Param("atol", Real(low=0), 1e-7, "absolute tolerance of the local time error (density units)",
+          when=_adaptive),
     Param("order", Choice((1, 2)), lambda p: 1 if p["implicit"] else 2,
           "1: upwind; 2: minmod-limited reconstruction (explicit only)",
-          default_doc="2 (explicit), 1 (implicit)", when=_fv),
+          default_doc="2 (explicit), 1 (implicit)",
+          when=When("name = 'fv' and (implicit = true or time = 'auto' | 'explicit')",
+                    lambda p: _implicit.test(p) or _explicit.test(p))),
     Param("theta", Real(1.0, 2.0), 2.0, "generalised minmod parameter", when=when_equals("order", 2)),
     Param("interaction", Choice(INTERACTION_METHODS), "auto",
           "how U*rho is applied: auto, dense matrix, fft (U = W(x - y)), separable"),
@@ -152,21 +175,25 @@ SCHEME_PARAMS: tuple[Param, ...] = (
     Param("cfl", Real(0.0, 1.0, low_open=True), 0.9, "fraction of the positivity/diffusion step bound",
           when=_explicit),
     Param("dt", Real(low=0, low_open=True), None,
-          "maximum step (explicit), the fixed step (implicit, required there) or the initial "
-          "step tau (jko, required there)",
-          default_doc="none (explicit); required (implicit, jko)"),
+          "maximum step (explicit), the fixed step (implicit = true, required there), the first "
+          "step (time = 'implicit' | 'imex'; default: estimated) or the initial step tau (jko, "
+          "required there)",
+          default_doc="none (explicit, time = implicit | imex); required (implicit = true, jko)"),
     Param("dt_min", Real(low=0, low_open=True), lambda p: 1e-14 if _explicit.test(p) else 1e-12,
           "a step below this is a failure (explicit: the step bound; implicit, jko: after halving)",
           default_doc="1e-14 (explicit), 1e-12 (implicit, jko)"),
     Param("time_order", Choice((1, 2)), 1,
           "1: backward Euler / JKO; 2: BDF2 / variational BDF2 (jko: Lagrangian method only)",
           when=_time_order),
-    Param("flux", Choice(("upwind", "logmean")), "upwind",
+    Param("flux", Choice(("auto", "upwind", "logmean")), lambda p: "upwind" if p.get("implicit") else "auto",
           "implicit face flux: first-order upwind (any beta) or the second-order log-mean "
-          "flux (finite beta)", when=_implicit),
+          "flux (finite beta); auto: log-mean with diffusion, upwind without",
+          default_doc="upwind (implicit = true), auto (time)", when=_newton),
     Param("newton_tol", Real(low=0, low_open=True), 1e-10, "Newton tolerance (L1 norm of the residual)",
           when=_implicit),
-    Param("max_newton", Integer(low=1), 30, "Newton iterations before the step is halved", when=_implicit),
+    Param("max_newton", Integer(low=1), lambda p: 30 if p.get("implicit") else 8,
+          "Newton iterations before the step is shortened", default_doc="30 (implicit = true), 8 (time)",
+          when=_newton),
     Param("method", Choice(("auto", "lagrangian", "fv")), "auto",
           "JKO step: lagrangian (exact W2 in quantile coordinates; 1D intervals and radii), fv "
           "(linearised JKO with upwind mobility, any grid); auto: lagrangian where it applies",
@@ -183,7 +210,10 @@ SCHEME_PARAMS: tuple[Param, ...] = (
     Param("max_inner", Integer(low=1), 50, "inner iterations before a JKO step is rejected and halved",
           when=_jko),
     Param("dt_max", Real(low=0, low_open=True), None,
-          "largest JKO step the adaptive control may grow to", when=_jko, default_doc="dt"),
+          "largest step the adaptive control may grow to (jko; time = 'implicit' | 'imex')",
+          when=When("name = 'jko' or time = 'auto' | 'implicit' | 'imex'",
+                    lambda p: _jko.test(p) or _adaptive.test(p)),
+          default_doc="dt (jko), none (time)"),
     Param("growth", Real(low=1.0), 2.0, "factor of step growth after an accepted JKO step", when=_jko),
 )
 
@@ -229,6 +259,11 @@ def _resolve_scheme(raw: Mapping[str, Any]) -> dict[str, Any]:
                                        "a positive number")
     if scheme["name"] == "jko" and scheme.get("dt_max") is not None and scheme["dt_max"] < scheme["dt"]:
         raise ConfigError("scheme.dt_max", f"must be at least scheme.dt = {scheme['dt']}")
+    time, integrator = scheme.get("time"), scheme.get("integrator")
+    if time in ("implicit", "imex") and TABLEAUX[integrator].imex != (time == "imex"):
+        kinds = [n for n, t in TABLEAUX.items() if t.imex == (time == "imex")]
+        raise ConfigError("scheme.integrator", f"{integrator!r} does not apply to time = {time!r}; "
+                                               f"one of {', '.join(kinds)}")
     if scheme.get("implicit") and scheme["order"] != 1:
         raise ConfigError("scheme.order", "the implicit scheme is first-order upwind: order must be 1")
     if scheme.get("implicit") and "dt" not in scheme:

@@ -24,6 +24,7 @@ from ddsolve.app.lifecycle import RunInterrupted, RunRecord
 from ddsolve.grid.grid_model import GridModel
 from ddsolve.schema import ConfigError, config_key
 from ddsolve.schemes import make_stepper
+from ddsolve.schemes.fv.auto import choose_time
 from ddsolve.schemes.fv.ssprk import SolverFailure
 
 __all__ = ["RunResult", "RunInterrupted", "run"]
@@ -50,6 +51,10 @@ def _prepare(config: Mapping[str, Any], out_dir: str | Path | None):
     scheme = config["scheme"]
     with config_key("scheme.interaction"):
         grid_model = GridModel(setup.model, setup.coords, interaction=scheme["interaction"])
+    if scheme["name"] == "fv" and scheme.get("time") == "auto":
+        # decided here, where the initial density and the length of the run are known
+        mode, reason = choose_time(grid_model, scheme, setup.initial.values, config["run"]["t_final"])
+        scheme = {**scheme, "time": mode, "time_reason": reason}
     with config_key("scheme.name"):
         eq, solver = make_stepper(grid_model, scheme)
     return config, setup, grid_model, eq, solver

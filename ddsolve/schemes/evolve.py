@@ -8,6 +8,7 @@ import numpy as np
 import pde
 
 from ddsolve.grid.grid_model import GridModel
+from ddsolve.schemes.fv.auto import choose_time
 from ddsolve.schemes.registry import make_stepper
 
 __all__ = ["evolve", "check_density"]
@@ -46,6 +47,7 @@ def evolve(
     tracker: Any = None,
     t_start: float = 0.0,
     scheme: str = "fv",
+    time: str = "explicit",
     **options: Any,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Evolve cell averages ``rho0`` from ``t_start`` to ``t_final``.
@@ -69,6 +71,12 @@ def evolve(
         Anything py-pde's ``Controller`` accepts as ``tracker``.
     t_start : float
         Initial time.
+    time : str
+        Time stepping of the ``"fv"`` scheme (with ``implicit=False``): ``"explicit"``
+        (SSP-RK, the default here so that scripts reproduce), ``"implicit"`` or ``"imex"``
+        (error-controlled ESDIRK / ARK: ``integrator``, ``rtol``, ``atol`` in
+        ``options``), or ``"auto"`` (the rule of :mod:`ddsolve.schemes.fv.auto`, the
+        default of ``ddsolve run``).
     scheme : str
         A scheme registered in :mod:`ddsolve.schemes.registry`: ``"fv"``, or ``"jko"``
         (minimising movement; ``dt`` is the initial step and ``time_order`` 2 selects
@@ -91,6 +99,9 @@ def evolve(
                "dt": dt, "time_order": time_order, "flux": flux, **options}
     if scheme == "fv":
         options["implicit"] = implicit
+        if not implicit:
+            mode, reason = choose_time(grid_model, {**options, "time": time}, rho0, t_final - t_start)
+            options.update(time=mode, time_reason=reason)
     _, solver = make_stepper(grid_model, options)
     state = grid_model.coords.field(np.array(rho0, dtype=float))
     controller = pde.Controller(solver, t_range=(t_start, t_final), tracker=tracker)

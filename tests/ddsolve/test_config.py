@@ -212,7 +212,9 @@ def test_defaults_are_filled_in():
                            "periodic": [False]}
     assert cfg["initial"] == {"kind": "gaussian", "mean": 0.0, "std": 1.0}
     assert cfg["scheme"] == {"name": "fv", "order": 2, "theta": 2.0, "interaction": "auto",
-                             "implicit": False, "rk_order": 3, "cfl": 0.9, "dt_min": 1e-14}
+                             "implicit": False, "rk_order": 3, "cfl": 0.9, "dt_min": 1e-14,
+                             "time": "auto", "integrator": "esdirk3", "rtol": 1e-4, "atol": 1e-7,
+                             "flux": "auto", "max_newton": 8}
     assert cfg["run"] == {"t_final": 2.0, "save_every": 0.2, "out": "out", "seed": 0}
 
 
@@ -312,7 +314,7 @@ def test_unknown_sections_are_errors(raw, name):
     ("scheme", {"implicit": True, "dt": 0.1, "cfl": 0.5}, "scheme.cfl", "only used when"),
     ("scheme", {"implicit": True, "dt": 0.1, "flux": "central"}, "scheme.flux", "upwind"),
     ("scheme", {"implicit": True, "dt": 0.1, "time_order": 3}, "scheme.time_order", "1"),
-    ("scheme", {"flux": "logmean"}, "scheme.flux", "only used when"),
+    ("scheme", {"time": "explicit", "flux": "logmean"}, "scheme.flux", "only used when"),
     ("scheme", {"newton_tol": 1e-8}, "scheme.newton_tol", "only used when"),
     ("scheme", {"order": 1, "theta": 1.5}, "scheme.theta", "only used when"),
     ("grid", {"bounds": [1, -1], "cells": 10}, "grid.bounds", "lower bound"),

@@ -8,7 +8,7 @@ from ddsolve import DistributionalDynamicsPDE, GridModel, Model, cartesian, evol
 from ddsolve.laws.exact import gaussian_cell_averages, ou_moments
 from ddsolve.model.kernels import GaussianKernel, QuadraticKernel
 from ddsolve.model.potentials import DoubleWellPotential, ExpressionPotential, QuadraticPotential
-from ddsolve.schemes.fv.implicit import ImplicitFVOperator, UpwindOperator, log_mean
+from tests.ddsolve.sparse_reference import ImplicitFVOperator, UpwindOperator, log_mean
 from tests.helpers import observed_orders
 
 

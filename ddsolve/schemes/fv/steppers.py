@@ -1,6 +1,11 @@
 """The finite-volume steppers, registered in :mod:`ddsolve.schemes.registry` as
-``("fv", False)`` (SSP Runge–Kutta, adaptive step under the positivity bound of CCH
-Thm 3.1) and ``("fv", True)`` (backward Euler / BDF2 with Newton, fixed step)."""
+``("fv", False)`` and ``("fv", True)``.
+
+``("fv", False)`` steps by ``scheme.time``: ``"explicit"`` (SSP Runge–Kutta, adaptive
+step under the positivity bound of CCH Thm 3.1), ``"implicit"`` / ``"imex"``
+(error-controlled ESDIRK / additive ESDIRK, :mod:`ddsolve.schemes.fv.adaptive`) or
+``"auto"`` (the rule of :mod:`ddsolve.schemes.fv.auto`; absent: explicit).
+``("fv", True)`` is backward Euler / BDF2 with Newton at a fixed step."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 
 from ddsolve.grid.grid_model import GridModel
 from ddsolve.schema import config_key
+from ddsolve.schemes.fv.auto import choose_time
 from ddsolve.schemes.fv.pde import DistributionalDynamicsPDE
 from ddsolve.schemes.fv.ssprk import SSPRKSolver
 from ddsolve.schemes.registry import register_stepper
@@ -23,10 +29,26 @@ def _given(options: Mapping[str, Any], *names: str, **renamed: str) -> dict[str,
     return out
 
 
-@register_stepper("fv", implicit=False, doc="finite volume, SSP Runge-Kutta with adaptive CFL step")
+@register_stepper("fv", implicit=False, doc="finite volume: SSP Runge-Kutta (CFL step) or "
+                  "error-controlled ESDIRK/IMEX, chosen by scheme.time")
 def explicit_fv(grid_model: GridModel, options: Mapping[str, Any]):
-    eq = DistributionalDynamicsPDE(grid_model, **_given(options, "order", "theta"))
-    return eq, SSPRKSolver(eq, **_given(options, "rk_order", "cfl", "dt_min", dt_max="dt"))
+    mode = options.get("time") or "explicit"
+    reason = options.get("time_reason") or "requested (scheme.time)"
+    if mode == "auto":
+        mode, reason = choose_time(grid_model, options)
+    if mode == "explicit":
+        eq = DistributionalDynamicsPDE(grid_model, **_given(options, "order", "theta"))
+        solver = SSPRKSolver(eq, **_given(options, "rk_order", "cfl", "dt_min", dt_max="dt"))
+    else:
+        from ddsolve.schemes.fv.adaptive import AdaptiveFVSolver
+
+        eq = DistributionalDynamicsPDE(grid_model, order=1)
+        method = options.get("integrator") or ("ark3" if mode == "imex" else "esdirk3")
+        with config_key("scheme.flux"):
+            solver = AdaptiveFVSolver(eq, method, **_given(options, "rtol", "atol", "flux", "dt",
+                                                           "dt_min", "dt_max", "max_newton"))
+    solver.info.update(time=mode, time_reason=reason)
+    return eq, solver
 
 
 @register_stepper("fv", implicit=True, doc="finite volume, backward Euler or BDF2 with Newton")

@@ -1,0 +1,367 @@
+r"""Error-controlled implicit and IMEX time stepping of the finite-volume scheme.
+
+The semi-discrete equation :math:`\dot\rho = L_h(\rho, t)` (face fluxes of
+:mod:`ddsolve.schemes.fv.newton`) is integrated by an ESDIRK method of
+:mod:`ddsolve.schemes.fv.tableaux`,
+
+.. math:: z_i = \rho^n + \Delta t\sum_{j<i}\big(a^I_{ij}k^I_j + a^E_{ij}k^E_j\big)
+          + \Delta t\,\gamma\,L_I(z_i, t_n + c_i\Delta t), \qquad
+          \rho^{n+1} = \rho^n + \Delta t\sum_j b_j\big(k^I_j + k^E_j\big),
+
+where :math:`k^I_j = L_I(z_j)`. Fully implicit methods put all of :math:`L_h` in
+:math:`L_I`; the IMEX pairs treat the interaction explicitly
+(:math:`k^E = L_h - L_I`, :math:`L_I` = :math:`L_h` with :math:`\Psi = V`). Each stage is a
+Newton solve of :func:`~ddsolve.schemes.fv.newton.newton_solve` in compiled code; the
+whole step loop, error estimate and controller run in one compiled call per output
+interval.
+
+**Error control.** The local error estimate :math:`e = \Delta t\sum_j(b_j-\hat b_j)k_j`
+is measured in the weighted RMS norm
+:math:`\|e\| = \big(\tfrac1M\sum_j (e_j / (a_{tol} + r_{tol}\max(|\rho^n_j|,|\rho^{n+1}_j|)))^2\big)^{1/2}`
+(``atol`` is in units of the density) and the step is accepted when :math:`\|e\|\le1`.
+The next step is the PI controller of Gustafsson (ACM TOMS 20, 1994),
+:math:`\Delta t_{new} = \Delta t\,\min(5, \max(0.2,\ 0.9\,\|e_n\|^{-0.7/k}\|e_{n-1}\|^{0.4/k}))`
+with :math:`k` one more than the embedded order; a rejected step is retried with
+:math:`\max(0.2, 0.9\|e\|^{-1/k})` times the step, and a step whose Newton solve fails (or,
+without diffusion, whose stage goes negative) with a quarter of it.
+
+**Invariants.** Mass: every :math:`k_j` sums to zero exactly and each stage is rescaled to
+its exact mass, so :math:`\sum_j\rho_j` is conserved to round-off. Positivity: with
+diffusion the stages (and, for stiffly accurate implicit methods, the step) are positive
+by construction; without diffusion a negative stage rejects the step. Free energy: the
+discrete free energy is evaluated after every accepted step and increases are counted
+(``energy_increases``); the semi-discrete log-mean scheme dissipates it, and the
+integrators keep the decay up to the local error (tested).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+from pde.solvers.base import SolverBase
+
+from ddsolve.schemes.fv import newton as nw
+from ddsolve.schemes.fv.kernels import STATUS_DT, STATUS_NAN, STATUS_NEGATIVE, STATUS_OK
+from ddsolve.schemes.fv.pde import DistributionalDynamicsPDE
+from ddsolve.schemes.fv.ssprk import SolverFailure
+from ddsolve.schemes.fv.tableaux import TABLEAUX, get_tableau
+
+__all__ = ["AdaptiveFVSolver", "ark_advance", "STATUS_STEPS"]
+
+STATUS_STEPS = 4
+_MESSAGES = {STATUS_NAN: "non-finite density (NaN or inf)",
+             STATUS_DT: "time step collapsed below dt_min (Newton failures or error test)",
+             STATUS_NEGATIVE: "negative density", STATUS_STEPS: "step budget max_steps exhausted"}
+# counters: steps, rejected (error), failed (Newton / negative), newton its, linear its,
+# energy increases;  state: err_prev, F_prev, dt_proposal
+_C_STEPS, _C_REJ, _C_FAIL, _C_NEWTON, _C_LIN, _C_ENERGY = range(6)
+_COUNTER_NAMES = ("steps", "rejected", "failed", "newton_iterations", "linear_iterations",
+                  "energy_increases")
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _wnorm(e, y0, y1, rtol, atol):
+    acc = 0.0
+    n0, n1 = e.shape
+    for i in range(n0):
+        for j in range(n1):
+            sc = atol + rtol * max(abs(y0[i, j]), abs(y1[i, j]))
+            v = e[i, j] / sc
+            acc += v * v
+    return math.sqrt(acc / (n0 * n1))
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _clip_within_tolerance(y, ref, rtol, atol):
+    """Set negative values of ``y`` to zero and restore its sum by a scalar, provided the
+    negative part is within the error tolerance (weighted RMS norm at most one, weights
+    from ``ref``); returns False, leaving ``y`` unchanged, when it is not."""
+    n0, n1 = y.shape
+    acc = 0.0
+    neg = False
+    for i in range(n0):
+        for j in range(n1):
+            if y[i, j] < 0.0:
+                neg = True
+                v = y[i, j] / (atol + rtol * abs(ref[i, j]))
+                acc += v * v
+    if not neg:
+        return True
+    if math.sqrt(acc / (n0 * n1)) > 1.0:
+        return False
+    mass = np.sum(y)
+    for i in range(n0):
+        for j in range(n1):
+            y[i, j] = max(y[i, j], 0.0)
+    have = np.sum(y)
+    if have > 0.0:
+        y *= mass / have
+    return True
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _initial_step(rho, t, span, dt_max, rtol, atol, prob, work, imex, k0, kE0):
+    """Starting step ``0.01 |y|/|f|`` in the error norm (Hairer, Nørsett & Wanner, Solving
+    ODEs I, §II.4), bounded by the span and ``dt_max``; fills the rates at ``rho``."""
+    nw.implicit_rate(rho, t, prob, work, not imex, k0)
+    if imex:
+        nw.implicit_rate(rho, t, prob, work, True, kE0)
+        kE0 -= k0
+    d0 = _wnorm(rho, rho, rho, rtol, atol)
+    d1 = _wnorm(k0, rho, rho, rtol, atol)
+    if imex:
+        d1 += _wnorm(kE0, rho, rho, rtol, atol)
+    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+    return min(h0, span, dt_max)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, state):
+    """Integrate from ``t`` to exactly ``t_end`` in place. Returns ``(status, t)``; on
+    failure ``rho`` holds the last accepted state and ``t`` its time.
+
+    ``tab`` is :meth:`Tableau.packed`; ``ctrl = (rtol, atol, dt_min, dt_max, newton_tol,
+    max_newton, adaptive, max_steps, check_energy, imex)``; ``stage_work = (kI, kE, y0, z,
+    err, tmp)`` with ``kI, kE`` of shape ``(stages, n0, n1)``; ``state = [err_prev, F_prev,
+    dt, have_k0, t_k0]`` carries the controller across calls (``dt`` is the next step to
+    try, in fixed-step mode the step; ``kI[0]`` holds the rate at ``t_k0`` when ``have_k0``
+    is set: stiffly accurate methods reuse the last stage's rate, "first same as last").
+    """
+    AI, AE, b, bhat, c, kexp = tab
+    rtol, atol, dt_min, dt_max, newton_tol, max_newton, adaptive, max_steps, check_energy, imex = ctrl
+    kI, kE, y0, z, err, tmp = stage_work
+    s = b.size
+    T = prob[3]
+    psi_scratch = work[0][22]
+    if state[2] <= 0.0 and t < t_end:
+        state[2] = _initial_step(rho, t, t_end - t, dt_max, rtol, atol, prob, work, imex, kI[0], kE[0])
+        state[3] = 1.0
+        state[4] = t
+    dt_fixed = state[2]
+    was_rejected = False
+    while t < t_end:
+        if counters[_C_STEPS] >= max_steps:
+            return STATUS_STEPS, t
+        dt = state[2]
+        h = dt
+        shortened = False
+        if t + h >= t_end or t_end - (t + h) < 1e-10 * h:
+            h = t_end - t
+            shortened = h < dt
+        y0[:] = rho
+        ok = True
+        for i in range(s):
+            ti = t + c[i] * h
+            if i == 0:
+                z[:] = y0
+                if state[3] != 0.0 and state[4] == t:
+                    continue  # first same as last: the rates of the accepted last stage
+                nw.implicit_rate(z, ti, prob, work, not imex, kI[0])
+                if imex:
+                    nw.implicit_rate(z, ti, prob, work, True, kE[0])
+                    kE[0] -= kI[0]
+                state[3] = 1.0
+                state[4] = t
+                continue
+            tmp[:] = y0
+            for j in range(i):
+                if AI[i, j] != 0.0:
+                    tmp += (h * AI[i, j]) * kI[j]
+                if imex and AE[i, j] != 0.0:
+                    tmp += (h * AE[i, j]) * kE[j]
+            # a negative explicit part of the stage: within the tolerance it is clipped
+            # (mass kept), beyond it the step is refused
+            if not _clip_within_tolerance(tmp, y0, rtol, atol):
+                ok = False
+                break
+            # guess: the previous stage
+            conv, its, lits = nw.newton_solve(z, tmp, 1.0, h * AI[i, i], ti, prob, work, not imex,
+                                              newton_tol, int(max_newton), kI[i])
+            counters[_C_NEWTON] += its
+            counters[_C_LIN] += lits
+            if not conv:
+                ok = False
+                break
+            if T == 0.0 and not _clip_within_tolerance(z, y0, rtol, atol):
+                ok = False
+                break
+            if imex:
+                nw.implicit_rate(z, ti, prob, work, True, kE[i])
+                kE[i] -= kI[i]
+        if ok and imex:
+            # rho^{n+1} = z_s + h sum_j (b_j - aE_sj) kE_j: the implicit part is stiffly
+            # accurate, the explicit one is not
+            for j in range(s):
+                w = h * (b[j] - AE[s - 1, j])
+                if w != 0.0:
+                    z += w * kE[j]
+            ok = _clip_within_tolerance(z, y0, rtol, atol)
+        if ok:
+            err[:] = 0.0
+            for j in range(s):
+                w = h * (b[j] - bhat[j])
+                if w != 0.0:
+                    err += w * kI[j]
+                    if imex:
+                        err += w * kE[j]
+            enorm = _wnorm(err, y0, z, rtol, atol)
+            if not math.isfinite(enorm):
+                ok = False
+        if not ok:
+            counters[_C_FAIL] += 1
+            state[2] = 0.25 * h
+            was_rejected = True
+            if state[2] < dt_min or t + state[2] == t:  # below dt_min, or below an ulp of t
+                return STATUS_DT, t
+            continue
+        if adaptive and enorm > 1.0:
+            counters[_C_REJ] += 1
+            state[2] = h * max(0.2, 0.9 * enorm ** (-1.0 / kexp))
+            was_rejected = True
+            if state[2] < dt_min or t + state[2] == t:
+                return STATUS_DT, t
+            continue
+        # accept
+        for v in z.flat:
+            if not math.isfinite(v):
+                return STATUS_NAN, t
+        rho[:] = z
+        t = t_end if h == t_end - t else t + h
+        counters[_C_STEPS] += 1
+        if imex:
+            # rho^{n+1} is not the last stage: its rates are new
+            state[3] = 0.0
+        else:
+            kI[0][:] = kI[s - 1]
+            state[3] = 1.0
+            state[4] = t
+        if check_energy:
+            F = nw.free_energy(rho, prob, psi_scratch)
+            if F > state[1] + 1e-12 * max(1.0, abs(state[1])):
+                counters[_C_ENERGY] += 1
+            state[1] = F
+        if adaptive:
+            e = max(enorm, 1e-10)
+            if not shortened:
+                fac = 0.9 * e ** (-0.7 / kexp) * state[0] ** (0.4 / kexp)
+                fac = min(5.0, max(0.2, fac))
+                if was_rejected:
+                    fac = min(fac, 1.0)
+                state[2] = min(dt_max, h * fac)
+                state[0] = e
+        elif h < dt_fixed and not shortened:
+            state[2] = min(dt_fixed, 2.0 * h)  # fixed step: grow back after a failure
+        was_rejected = False
+    return STATUS_OK, t
+
+
+class AdaptiveFVSolver(SolverBase):
+    """Error-controlled ESDIRK / IMEX stepping of the finite-volume scheme (module doc).
+
+    Parameters
+    ----------
+    pde : DistributionalDynamicsPDE
+        Supplies the grid model; the spatial scheme is set by ``flux``.
+    method : str
+        A name in :data:`~ddsolve.schemes.fv.tableaux.TABLEAUX`: ``trbdf2`` (2nd order),
+        ``esdirk3``, ``esdirk4`` (implicit), ``ark3``, ``ark4`` (IMEX: interaction explicit).
+    rtol, atol : float
+        Tolerances of the local error (``atol`` in density units).
+    flux : str
+        ``"auto"`` (log-mean with diffusion, upwind without), ``"logmean"`` or ``"upwind"``.
+    dt : float, optional
+        First step (default: estimated from the initial rate). With ``adaptive=False`` the
+        fixed step (halved on Newton failure).
+    dt_min, dt_max : float
+        Smallest step before failure, largest step allowed.
+    max_newton : int
+        Newton iterations per stage before the step is retried with a quarter of it.
+    newton_kappa : float
+        The stage residual (:math:`L^1`) must be below ``newton_kappa`` times the error
+        tolerance in :math:`L^1`, :math:`a_{tol}|\\Omega| + r_{tol}\\,\\mathrm{mass}`.
+    max_steps : int
+        Budget of accepted steps for the whole run.
+
+    Examples
+    --------
+    >>> from ddsolve import GridModel, Model, cartesian, make_potential, DistributionalDynamicsPDE
+    >>> gm = GridModel(Model(potential=make_potential("quadratic", 1), beta=1.0), cartesian([-6, 6], 120))
+    >>> solver = AdaptiveFVSolver(DistributionalDynamicsPDE(gm, order=1), "esdirk3", rtol=1e-6)
+    """
+
+    name = "fv-adaptive"
+
+    def __init__(self, pde: DistributionalDynamicsPDE, method: str = "esdirk3", rtol: float = 1e-5,
+                 atol: float = 1e-8, flux: str = "auto", dt: float | None = None,
+                 dt_min: float = 1e-12, dt_max: float | None = None, max_newton: int = 8,
+                 newton_kappa: float = 1e-2, adaptive: bool = True, check_energy: bool = True,
+                 max_steps: int = 10**9, **kwargs) -> None:
+        super().__init__(pde, **kwargs)
+        self.tableau = get_tableau(method)
+        if flux == "auto":
+            flux = "logmean" if pde.temperature > 0 else "upwind"
+        if not (rtol >= 0 and atol >= 0 and rtol + atol > 0):
+            raise ValueError(f"rtol and atol must be non-negative and not both zero, got {rtol}, {atol}")
+        if not adaptive and dt is None:
+            raise ValueError("a fixed step (adaptive=False) needs dt")
+        self.prob = nw.make_problem(pde, flux, nonlocal_implicit=not self.tableau.imex)
+        self.flux = flux
+        self.rtol, self.atol = float(rtol), float(atol)
+        self.dt0 = None if dt is None else float(dt)
+        self.dt_min = float(dt_min)
+        self.dt_max = math.inf if dt_max is None else float(dt_max)
+        self.max_newton, self.newton_kappa = int(max_newton), float(newton_kappa)
+        self.adaptive, self.check_energy = bool(adaptive), bool(check_energy)
+        self.max_steps = int(max_steps)
+        self.work = nw.make_newton_workspace(pde)
+        s = self.tableau.stages
+        n0, n1 = pde.shape2d
+        self.stage_work = (np.zeros((s, n0, n1)), np.zeros((s, n0, n1))) + tuple(
+            np.zeros((n0, n1)) for _ in range(4))
+        self.info.update(method=method, flux=flux, rtol=self.rtol, atol=self.atol,
+                         adaptive=self.adaptive, dt_adaptive=self.adaptive, linear_solver=(
+                             "thomas", "woodbury", "gmres")[self.prob[10]],
+                         backend="numba (ddsolve.schemes.fv.adaptive)")
+
+    def make_stepper(self, state, dt=None):
+        eq: DistributionalDynamicsPDE = self.pde
+        counters = np.zeros(6, dtype=np.int64)
+        fstate = np.array([1.0, np.inf, 0.0, 0.0, 0.0])
+        tab = self.tableau.packed()
+        rho0 = np.ascontiguousarray(np.asarray(state.data, dtype=float).reshape(eq.shape2d))
+        mass = float(np.sum(rho0)) * self.prob[8]
+        domain = rho0.size * self.prob[8]
+        if self.adaptive:
+            newton_tol = self.newton_kappa * (self.atol * domain + self.rtol * mass)
+        else:
+            newton_tol = self.newton_kappa * 1e-8 * max(mass, 1e-300)
+        newton_tol = max(newton_tol, 1e-13 * max(mass, 1e-300))
+        self.info.update(steps=0, rejected=0, failed=0, newton_iterations=0, linear_iterations=0,
+                         energy_increases=0, dt_last=None, newton_tol=newton_tol)
+        first = dt if dt is not None else self.dt0
+        solver = self
+
+        def stepper(state, t_start: float, t_end: float) -> float:
+            rho = np.ascontiguousarray(np.asarray(state.data, dtype=float).reshape(eq.shape2d))
+            if fstate[2] == 0.0 and first is not None:
+                fstate[2] = first  # otherwise estimated in compiled code
+            ctrl = (solver.rtol, solver.atol, solver.dt_min, solver.dt_max, newton_tol,
+                    float(solver.max_newton), solver.adaptive, solver.max_steps,
+                    solver.check_energy, solver.tableau.imex)
+            status, t = ark_advance(rho, float(t_start), float(t_end), tab, solver.prob, ctrl,
+                                    solver.work, solver.stage_work, counters, fstate)
+            state.data[...] = rho.reshape(state.data.shape)
+            solver.info.update(zip(_COUNTER_NAMES, counters.tolist()))
+            solver.info["dt_last"] = float(fstate[2])
+            if status != STATUS_OK:
+                cause = _MESSAGES[status]
+                raise SolverFailure(f"{cause} at t={t:.6g} (after {counters[0]} steps, next "
+                                    f"dt={fstate[2]:.3g})", t=float(t), cause=cause)
+            return float(t)
+
+        return stepper
+
+
+INTEGRATORS = tuple(TABLEAUX)
