@@ -13,7 +13,17 @@ r"""Performance benchmarks of ddsolve's finite-volume solver.
 (c) Interaction operator alone: ``gm.operator.apply(rho)`` and the operator build,
     dense vs FFT, 1D M = 256..4096 and 2D 64×64 / 128×128, with their agreement.
 
-Run ``python benchmarks/bench_fv.py`` (full, ~5-10 min on 2 cores) or with ``--quick``
+(d) Work–precision of the time integrators on (i) the OU problem of (a) and (ii) the
+    Curie–Weiss flagship (V = x⁴/4 - x²/2, U = |x-y|²/2, β = 3, N(0.1, 0.5²) on [-3, 3],
+    t = 10; reference: Richardson extrapolation of ESDIRK4 at rtol 1e-10 on 4800/9600
+    cells): for L1 targets 1e-3, 1e-4, 1e-5, every method's fastest configuration (coarsest
+    grid of a ladder, loosest tolerance) — ddsolve ``time = auto`` with the default
+    tolerances, each integrator (trbdf2, esdirk3, esdirk4, ark3, ark4) over rtol 1e-3..1e-6,
+    SSPRK(4,3), and py-pde's ``pde.PDE`` with explicit Euler at 0.9 of its stability bound
+    and its adaptive Euler. Ratios are against the fastest py-pde configuration; py-pde's
+    JIT time per grid is reported apart.
+
+Run ``python benchmarks/bench_fv.py`` (full, ~5-10 min on 2 cores, part d another ~10) or with ``--quick``
 (< 1 min smoke run). ``--json out.json`` writes every number. Times are wall-clock
 medians of warm repeats (numba already compiled) unless labelled otherwise.
 """
@@ -42,7 +52,7 @@ from _harness import (
 
 def parse_args(argv=None):
     p = make_parser(__doc__)
-    add_common_args(p, parts="abc")
+    add_common_args(p, parts="abcd")
     p.add_argument("--repeats", type=int, default=None,
                    help="warm repeats per timing (default 7, quick 5)")
     p.add_argument("--targets", type=float, nargs="+", default=None,
@@ -800,6 +810,367 @@ def part_c(args, R, results):
 
 
 # ---------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------
+# part (d): work–precision of the time integrators, OU and the Curie–Weiss flagship
+# ---------------------------------------------------------------------------------------
+# grids of the search: divisors of the Curie–Weiss reference grid (4800), ratio ~1.25
+WP_LADDER = [40, 48, 60, 75, 96, 120, 150, 192, 240, 300, 400, 480, 600, 800, 960, 1200, 1600,
+             2400]
+WP_RTOLS = [1e-3, 1e-4, 1e-5, 1e-6]
+WP_PYPDE_TOLS = [1e-3, 1e-4, 1e-5, 1e-6]
+WP_INTEGRATORS = ("trbdf2", "esdirk3", "esdirk4", "ark3", "ark4")
+WP_MAX_STEPS = 5000  # accepted-step budget of one adaptive run
+
+
+def _cell_restrict(rho, M):
+    """Cell averages of the fine-grid ``rho`` on M cells (M divides len(rho))."""
+    return rho.reshape(M, -1).mean(axis=1)
+
+
+class WPProblem:
+    """A 1D problem of the work–precision study: the ddsolve config, py-pde's equation for
+    it, and the L1 error of a result on M cells against the exact or reference solution."""
+
+    name = label = ""
+    config: dict = {}
+    pypde_rhs = ""
+    drift_max = 0.0  # max |drift| on the domain (py-pde's explicit transport bound)
+
+    @property
+    def t_end(self):
+        return self.config["run"]["t_final"]
+
+    @property
+    def domain(self):
+        return tuple(self.config["grid"]["bounds"])
+
+    @property
+    def beta(self):
+        return self.config["model"]["beta"]
+
+    def setup(self, M):
+        """(GridModel, resolved scheme options, initial cell averages) on M cells."""
+        from ddsolve.app.config import build
+
+        cfg = {**self.config, "grid": {**self.config["grid"], "cells": M}}
+        s = build(cfg)
+        return GridModel(s.model, s.coords), s.config["scheme"], s.initial.values
+
+    def error(self, rho, M):
+        raise NotImplementedError
+
+
+class OUProblem(WPProblem):
+    name, label = "ou", "1D Ornstein–Uhlenbeck (part a's problem), t = 1"
+    config = {"model": {"problem": "fokker-planck", "potential": "quadratic", "stiffness": 1.0,
+                        "beta": 1.0},
+              "grid": {"bounds": list(DOMAIN)}, "initial": {"kind": "gaussian", "mean": MEAN0, "std": STD0},
+              "run": {"t_final": T_END}}
+    pypde_rhs = "laplace(c) + d_dx(c*x)"
+    drift_max = 6.0
+
+    def setup(self, M):
+        gm, scheme, _ = super().setup(M)
+        return gm, scheme, ou_exact(edges_of(M), 0.0)  # exact cell averages, as in part (a)
+
+    def error(self, rho, M):
+        return l1_error(rho, M)
+
+
+class CWProblem(WPProblem):
+    """The flagship: V = x⁴/4 - x²/2, U = θ|x-y|²/2, θ = 1, β = 3, N(0.1, 0.5²) on [-3, 3],
+    t = 10. Reference: Richardson extrapolation of ESDIRK4 (rtol 1e-10) on 4800 and 9600
+    cells, to cell averages on 4800."""
+
+    name, label = "cw", "1D Curie–Weiss double well θ=1, β=3, N(0.1, 0.5²) on [-3,3], t = 10"
+    config = {"model": {"problem": "curie-weiss", "potential": "double-well", "theta": 1.0, "beta": 3.0},
+              "grid": {"bounds": [-3.0, 3.0]}, "initial": {"kind": "gaussian", "mean": 0.1, "std": 0.5},
+              "run": {"t_final": 10.0}}
+    pypde_rhs = "laplace(c)/3 + d_dx(c*(x**3 - x + (x - integral(c*x))))"
+    drift_max = 27.0
+    M_REF = 4800
+    _ref = None
+
+    def reference(self):
+        if self._ref is None:
+            from ddsolve.schemes.fv.adaptive import AdaptiveFVSolver
+
+            sols, t0 = [], time.perf_counter()
+            for M in (self.M_REF, 2 * self.M_REF):
+                gm, _, rho0 = self.setup(M)
+                solver = AdaptiveFVSolver(DistributionalDynamicsPDE(gm, order=1), "esdirk4",
+                                          rtol=1e-10, atol=1e-13)
+                st = gm.coords.field(rho0.copy())
+                solver.make_stepper(st)(st, 0.0, self.t_end)
+                sols.append(st.data.copy())
+            coarse, fine = sols[0], _cell_restrict(sols[1], self.M_REF)
+            h = (self.domain[1] - self.domain[0]) / self.M_REF
+            self.ref_diff = float(np.abs(coarse - fine).sum() * h)
+            CWProblem._ref = (4 * fine - coarse) / 3
+            log(f"  CW reference: ESDIRK4 rtol 1e-10 on {self.M_REF} and {2 * self.M_REF} cells, "
+                f"L1 difference {self.ref_diff:.2e} (so the Richardson value is good to well "
+                f"below that); {time.perf_counter() - t0:.1f} s")
+        return self._ref
+
+    def error(self, rho, M):
+        ref = self.reference()
+        h = (self.domain[1] - self.domain[0]) / M
+        return float(np.abs(rho - _cell_restrict(ref, M)).sum() * h)
+
+
+class WPMethod:
+    """One solver of the study; ``tols`` are its tunable tolerances ([None]: none)."""
+
+    label = ""
+    tols = (None,)
+    pypde = False
+
+    def make(self, prob, M, tol):
+        """(stepper(state, t0, t1), initial state, steps()) — everything built and compiled."""
+        raise NotImplementedError
+
+
+class DdsolveWP(WPMethod):
+    def __init__(self, kind):
+        self.kind = kind
+        self.label = {"auto": "ddsolve auto (defaults)", "ssprk": "ddsolve SSPRK(4,3) explicit"}.get(
+            kind, f"ddsolve {kind}")
+        if kind in WP_INTEGRATORS:
+            self.tols = tuple(WP_RTOLS)
+
+    def make(self, prob, M, tol):
+        from ddsolve.schemes.fv.auto import choose_time
+        from ddsolve.schemes.registry import make_stepper
+
+        gm, scheme, rho0 = prob.setup(M)
+        if self.kind == "auto":  # what ``ddsolve run`` does with the default [scheme]
+            mode, reason = choose_time(gm, scheme, rho0, prob.t_end)
+            options = {**scheme, "time": mode, "time_reason": reason}
+        elif self.kind == "ssprk":
+            options = {**scheme, "time": "explicit"}
+        else:
+            options = {**scheme, "time": "implicit", "integrator": self.kind, "rtol": tol,
+                       "atol": 1e-3 * tol}
+        _, solver = make_stepper(gm, options)
+        state0 = gm.coords.field(rho0.copy())
+        explicit = options["time"] == "explicit"
+        if not explicit:  # a positivity-limited IMEX run counts as failed, not as slow
+            solver.max_steps = WP_MAX_STEPS
+        stepper = solver.make_stepper(state0.copy())
+
+        def run(st, t0, t1):
+            if explicit:
+                solver.info["steps"] = 0
+                return stepper(st, t0, t1)
+            # the adaptive stepper keeps its step size between calls: start each run afresh
+            return solver.make_stepper(st)(st, t0, t1)
+        return run, state0, lambda: int(solver.info["steps"])
+
+
+class PyPDEWP(WPMethod):
+    """py-pde's generic ``pde.PDE`` with the numba backend (boundary conditions of part a)."""
+
+    pypde = True
+    _eqs: dict = {}
+
+    def __init__(self, adaptive):
+        self.adaptive = adaptive
+        self.label = "py-pde Euler adaptive" if adaptive else "py-pde Euler at the bound"
+        if adaptive:
+            self.tols = tuple(WP_PYPDE_TOLS)
+
+    def make(self, prob, M, tol):
+        key = (prob.name, M)
+        if key not in self._eqs:
+            g = pde.CartesianGrid([list(prob.domain)], M)
+            self._eqs[key] = (g, pde.PDE({"c": prob.pypde_rhs}, **PyPDEOU.BC))
+        g, eq = self._eqs[key]
+        _, _, rho0 = prob.setup(M)
+        h = (prob.domain[1] - prob.domain[0]) / M
+        # explicit Euler: 0.9 of the diffusion bound h²β/2 and of the transport bound h/|u|
+        bound = 0.9 * min(h * h * prob.beta / 2, h / prob.drift_max)
+        if self.adaptive:
+            solver = pde.EulerSolver(eq, backend="numba", adaptive=True, tolerance=tol)
+            dt = 0.5 * bound
+        else:
+            solver = pde.EulerSolver(eq, backend="numba")
+            dt = prob.t_end / math.ceil(prob.t_end / bound)
+        state0 = pde.ScalarField(g, rho0)
+        stepper = solver.make_stepper(state0, dt=dt)  # JIT-compiles here
+
+        def run(st, t0, t1):
+            solver.info["steps"] = 0
+            solver.info["dt"] = dt
+            return stepper(st, t0, t1)
+        return run, state0, lambda: int(solver.info["steps"])
+
+
+def _coarsest_index(ok, n, i):
+    """Smallest index j in [0, n) with ok(j), assuming ok is monotone, starting from the guess
+    i (gallop, then bisect); None if none passes."""
+    i = int(np.clip(i, 0, n - 1))
+    if ok(i):
+        hi, lo, step = i, -1, 1
+        while hi - step >= 0:
+            j = hi - step
+            if ok(j):
+                hi, step = j, step * 2
+            else:
+                lo = j
+                break
+    else:
+        lo, hi, step = i, None, 1
+        while hi is None:
+            j = min(lo + step, n - 1)
+            if ok(j):
+                hi = j
+            elif j == n - 1:
+                return None
+            else:
+                lo, step = j, step * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def work_precision(prob, methods, targets, R, max_run_s, out):
+    """For every method, target and tolerance: the coarsest grid of WP_LADDER reaching the
+    target; that configuration is timed (stepping only, median of warm repeats) and the
+    fastest tolerance kept. Returns rows of the fastest configuration per method and target."""
+    evaluated = {}  # (label, tol, M) -> result
+    built = {}
+
+    def evaluate(meth, tol, M):
+        key = (meth.label, tol, M)
+        if key not in evaluated:
+            t0 = time.perf_counter()
+            run, state0, steps = meth.make(prob, M, tol)
+            t_make = time.perf_counter() - t0
+            st = state0.copy()
+            t0 = time.perf_counter()
+            try:
+                t_reached = run(st, 0.0, prob.t_end)
+                ok = abs(t_reached - prob.t_end) < 1e-9 and np.all(np.isfinite(st.data))
+            except Exception as exc:  # a failed run counts as not reaching any target
+                log(f"    {meth.label} tol={tol} M={M}: failed ({exc})")
+                ok = False
+            t_run = time.perf_counter() - t0
+            err = prob.error(st.data, M) if ok else math.inf
+            evaluated[key] = {"M": M, "tol": tol, "l1": err, "steps": steps(), "first_run_s": t_run,
+                              "make_s": t_make}
+            built[key] = (run, state0)
+        return evaluated[key]
+
+    rows = []
+    guesses = {}
+    for target in targets:
+        for meth in methods:
+            best = None
+            tols = meth.tols
+            if meth.pypde and meth.tols != (None,):
+                # py-pde re-JITs per grid: search the grid at the tightest tolerance, then
+                # take the loosest tolerance still passing there (part a's procedure)
+                tols = (min(meth.tols),)
+            for tol in tols:
+                g = guesses.get((meth.label, tol))
+                i0 = 0 if g is None else np.searchsorted(WP_LADDER, g * 0.8)
+                j = _coarsest_index(lambda k: evaluate(meth, tol, WP_LADDER[k])["l1"] <= target
+                                    and evaluate(meth, tol, WP_LADDER[k])["first_run_s"] < max_run_s,
+                                    len(WP_LADDER), i0)
+                if j is None:
+                    continue
+                M = WP_LADDER[j]
+                guesses[(meth.label, tol)] = M
+                cand = [tol]
+                if meth.pypde and meth.tols != (None,):
+                    cand = sorted(meth.tols, reverse=True)
+                for tt in cand:
+                    res = evaluate(meth, tt, M)
+                    if res["l1"] <= target:
+                        break
+                run, state0 = built[(meth.label, tt, M)]
+                reps = R if res["first_run_s"] < 1.0 else 3
+                tm, _ = timed(lambda st: run(st, 0.0, prob.t_end), reps, setup=state0.copy)
+                row = {"problem": prob.name, "target": target, "method": meth.label, "tol": tt, **res,
+                       "step_only_s": tm}
+                if best is None or tm["median"] < best["step_only_s"]["median"]:
+                    best = row
+            if best is None:
+                log(f"  {meth.label}: target {target:.0e} not reached on the ladder within "
+                    f"{max_run_s:g} s per run")
+                continue
+            rows.append(best)
+            log(f"  {target:.0e} {meth.label:30s} tol={best['tol']!s:8s} M={best['M']:5d} "
+                f"L1={best['l1']:.2e} steps={best['steps']:7d} {fmt_t(best['step_only_s']['median'])}")
+    out.setdefault("evaluated", {})[prob.name] = [dict(v, method=k[0]) for k, v in evaluated.items()]
+    compile_times = [v["make_s"] for k, v in evaluated.items() if k[0].startswith("py-pde")]
+    if compile_times:
+        out.setdefault("pypde_make_stepper_s", {})[prob.name] = {
+            "median": float(np.median(compile_times)), "max": float(max(compile_times)),
+            "n": len(compile_times)}
+    return rows
+
+
+def part_d(args, R, results):
+    log("=" * 100)
+    log("(d) work–precision of the time integrators: coarsest grid (and loosest tolerance) "
+        "reaching each L1 target, stepping only")
+    log("=" * 100)
+    targets = args.targets or ([1e-3] if args.quick else [1e-3, 1e-4, 1e-5])
+    kinds = ["auto", "esdirk3"] if args.quick else ["auto", *WP_INTEGRATORS, "ssprk"]
+    methods = [DdsolveWP(k) for k in kinds] + [PyPDEWP(False)] + ([] if args.quick else [PyPDEWP(True)])
+    problems = [OUProblem()] if args.quick else [OUProblem(), CWProblem()]
+    out = {"targets": targets, "rows": []}
+    for prob in problems:
+        log(f"\n-- {prob.label}")
+        if isinstance(prob, CWProblem):
+            prob.reference()
+            out["cw_reference_diff"] = prob.ref_diff
+        rows = work_precision(prob, methods, targets, R, 15.0 if not args.quick else 2.0, out)
+        out["rows"] += rows
+        trows, ratios = [], []
+        for target in targets:
+            rt = [r for r in rows if r["target"] == target]
+            pp = [r for r in rt if r["method"].startswith("py-pde")]
+            if not pp:
+                continue
+            fastest_pp = min(pp, key=lambda r: r["step_only_s"]["median"])
+            for r in rt:
+                ratio = fastest_pp["step_only_s"]["median"] / r["step_only_s"]["median"]
+                r["ratio_vs_fastest_pypde"] = ratio
+                trows.append([f"{target:.0e}", r["method"], "" if r["tol"] is None else f"{r['tol']:g}",
+                              r["M"], r["steps"], f"{r['l1']:.2e}", fmt_t(r["step_only_s"]["median"]),
+                              f"{ratio:.2f}"])
+            dd = [r for r in rt if r["method"].startswith("ddsolve")]
+            auto = next((r for r in dd if "auto" in r["method"]), None)
+            best_dd = min(dd, key=lambda r: r["step_only_s"]["median"]) if dd else None
+            ratios.append({"problem": prob.name, "target": target, "fastest_pypde": fastest_pp["method"],
+                           "auto": auto and auto["ratio_vs_fastest_pypde"],
+                           "best_ddsolve": best_dd and best_dd["method"],
+                           "best": best_dd and best_dd["ratio_vs_fastest_pypde"]})
+        log(f"\n{prob.label}: fastest configuration per method (ratio = fastest py-pde time / "
+            "this time; > 1 means faster than py-pde)")
+        log(table(["target", "method", "tol", "M", "steps", "L1 err", "step-only", "ratio"], trows,
+                  ["<", "<", "<", ">", ">", ">", ">", ">"]))
+        out.setdefault("ratios", []).extend(ratios)
+    log("\nSummary: speed-up over the fastest py-pde configuration at equal L1 error (target 10x)")
+    log(table(["problem", "target", "fastest py-pde", "ddsolve auto", "best ddsolve", "best ratio"],
+              [[r["problem"], f"{r['target']:.0e}", r["fastest_pypde"],
+                "-" if r["auto"] is None else f"{r['auto']:.1f}x", r["best_ddsolve"] or "-",
+                "-" if r["best"] is None else f"{r['best']:.1f}x"] for r in out.get("ratios", [])]))
+    if "pypde_make_stepper_s" in out:
+        for name, c in out["pypde_make_stepper_s"].items():
+            log(f"py-pde stepper JIT ({name}): median {c['median']:.1f} s, max {c['max']:.1f} s over "
+                f"{c['n']} grids/tolerances (not included above; py-pde does not cache it on disk)")
+    results["d"] = out
+
+
 def main():
     args = ARGS
     R = args.repeats or (5 if args.quick else 7)
@@ -817,7 +1188,7 @@ def main():
     m.stepper(b)[0](b["state0"].copy(), 0.0, 0.01)
     meta["ddsolve_first_call_s"] = time.perf_counter() - t0
     results = {"meta": meta}
-    run_parts((("a", part_a), ("b", part_b), ("c", part_c)), args.parts, meta, args, R, results)
+    run_parts((("a", part_a), ("b", part_b), ("c", part_c), ("d", part_d)), args.parts, meta, args, R, results)
     finish(meta, t_start)
     if args.json:
         write_json(args.json, results)

@@ -1,71 +1,154 @@
-"""Stiff diffusion: implicit (BDF2 + log-mean flux, Newton) vs explicit SSPRK(4,3).
+#!/usr/bin/env python
+r"""Stiff diffusion: the error-controlled implicit path against explicit SSPRK(4,3).
 
 On fine grids the explicit step is bound by dt <= 0.9 h^2 beta / 2 (with SSP coefficient
-2), so the step count grows like M^2; the implicit step is set by accuracy. The problem is
-1D Ornstein-Uhlenbeck (V = x^2/2, beta = 1) on [-6, 6] from N(1, 0.5^2) to t = 2, with
-the L1 error against the exact Gaussian cell averages. For each M both solvers run in the
-same process (warm numba cache); the implicit step is the largest of a halving sequence
-whose L1 error stays within 10% of the explicit one, so both reach the same accuracy.
+2), so the step count grows like M^2 and the cost like M^3 in 1D; the implicit step is set
+by the tolerance, so its cost grows like M.
 
-Run: ``python benchmarks/bench_implicit.py [--cells 400 800 1600] [--repeats 3]``.
+(a) Scaling of cost with M: 1D Ornstein–Uhlenbeck (V = x^2/2, beta = 1) on [-6, 6] from
+    N(1, 0.5^2) to t = 2, explicit SSPRK(4,3) against ESDIRK3 at rtol 1e-6 (time error below
+    the spatial error on every grid); L1 error against the exact Gaussian cell averages and
+    the fitted exponent of time ~ M^p.
+(b) Crossover of ``scheme.time = "auto"``: OU on 200 cells run for spans that need
+    n = 25 ... 1600 explicit steps at the diffusion bound; explicit vs the implicit default
+    (ESDIRK3, rtol 1e-4); the auto rule switches at n = 200
+    (:data:`ddsolve.schemes.fv.auto.EXPLICIT_STEPS_MAX`).
+(c) 2D: Müller–Brown Fokker–Planck (``examples/muller_brown_2d.toml``) on 128 x 128 to t = 1:
+    explicit, implicit at two tolerances and auto, with the L1 distance to a tight-tolerance
+    implicit run on the same grid (the time error) and between the explicit and implicit
+    spatial schemes (minmod vs log-mean flux).
+
+Run: ``python benchmarks/bench_implicit.py [--parts abc] [--repeats 3]``.
 """
 
 from __future__ import annotations
 
-import argparse
+from _harness import add_blas_threads_arg, add_common_args, log, make_parser, set_blas_threads, table, timed
 
-import numpy as np
+ARGS_P = make_parser(__doc__)
+add_common_args(ARGS_P, parts="abc", quick=False)
+ARGS_P.add_argument("--repeats", type=int, default=3)
+ARGS_P.add_argument("--cells", type=int, nargs="+", default=[200, 400, 800, 1600])
+add_blas_threads_arg(ARGS_P, 1, "threads for OpenBLAS/OpenMP/numba; 0 = library default")
 
-from ddsolve import GridModel, Model, cartesian, evolve
-from ddsolve.laws.exact import gaussian_cell_averages, ou_moments
-from ddsolve.model.potentials import QuadraticPotential
+if __name__ == "__main__":
+    ARGS = ARGS_P.parse_args()
+    set_blas_threads(ARGS.blas_threads)
 
-from _harness import timed  # noqa: E402
+import time  # noqa: E402
 
-T_END = 2.0
+import numpy as np  # noqa: E402
+
+from ddsolve import GridModel, Model, cartesian, evolve  # noqa: E402
+from ddsolve.laws.exact import gaussian_cell_averages, ou_moments  # noqa: E402
+from ddsolve.model.potentials import QuadraticPotential  # noqa: E402
+from ddsolve.schemes.fv.auto import EXPLICIT_STEPS_MAX, diffusion_bound  # noqa: E402
+from ddsolve.schemes.fv.pde import DistributionalDynamicsPDE  # noqa: E402
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cells", type=int, nargs="+", default=[400, 800, 1600])
-    ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args(argv)
+def ou(M):
+    c = cartesian([-6, 6], M)
+    gm = GridModel(Model(potential=QuadraticPotential(1.0), beta=1.0), c)
+    return gm, gaussian_cell_averages(c.axes[0].edges, 1.0, 0.5)
 
-    m, S = ou_moments(1.0, [1.0], [[0.25]], T_END, 1.0)
-    print(f"{'M':>5} {'method':<26} {'dt / steps':>14} {'L1 error':>10} {'time':>10}  ratio")
+
+def part_a(args, out):
+    log("(a) OU to t = 2: cost vs M, explicit SSPRK(4,3) vs implicit ESDIRK3 rtol 1e-6")
+    T = 2.0
+    m, S = ou_moments(1.0, [1.0], [[0.25]], T, 1.0)
+    rows, res = [], []
     for M in args.cells:
-        c = cartesian([-6, 6], M)
-        e = c.axes[0].edges
-        gm = GridModel(Model(potential=QuadraticPotential(1.0), beta=1.0), c)
-        rho0 = gaussian_cell_averages(e, 1.0, 0.5)
-        exact = gaussian_cell_averages(e, m[0], np.sqrt(S[0, 0]))
+        gm, rho0 = ou(M)
+        exact = gaussian_cell_averages(gm.coords.axes[0].edges, m[0], np.sqrt(S[0, 0]))
 
         def err(rho):
-            return float(np.sum(np.abs(rho - exact)) * c.cell_volume)
+            return float(np.sum(np.abs(rho - exact)) * gm.coords.cell_volume)
 
-        evolve(gm, rho0, 0.01)  # compile / load the cache outside the timings
-        tm, (rho_e, info_e) = timed(lambda: evolve(gm, rho0, T_END), args.repeats)
-        t_exp = tm["median"]
-        e_exp = err(rho_e)
-        dt, pick = 0.2, None
-        while dt > 1e-4:
-            rho_i, info_i = evolve(gm, rho0, T_END, implicit=True, dt=dt, time_order=2, flux="logmean")
-            if err(rho_i) <= 1.1 * e_exp:
-                pick = dt
-                break
-            dt /= 2
-        if pick is None:
-            print(f"{M:>5} implicit: no step reached the explicit error {e_exp:.3e}")
-            continue
-        tm, (rho_i, info_i) = timed(
-            lambda: evolve(gm, rho0, T_END, implicit=True, dt=pick, time_order=2, flux="logmean"),
-            args.repeats)
-        t_imp = tm["median"]
-        print(f"{M:>5} {'explicit SSPRK(4,3)':<26} {info_e['steps']:>14d} {e_exp:>10.3e} {t_exp:>9.3f}s")
-        steps = f"{pick:g} / {info_i['steps']}"
-        print(f"{M:>5} {'implicit BDF2 log-mean':<26} {steps:>14} "
-              f"{err(rho_i):>10.3e} {t_imp:>9.3f}s  explicit/implicit = {t_exp / t_imp:.1f}x "
-              f"({info_i['newton_iterations'] / info_i['steps']:.1f} Newton its/step)")
+        evolve(gm, rho0, 0.01)
+        evolve(gm, rho0, 0.01, time="implicit")  # compile / load the caches outside the timings
+        te, (re, ie) = timed(lambda: evolve(gm, rho0, T), args.repeats)
+        ti, (ri, ii) = timed(lambda: evolve(gm, rho0, T, time="implicit", rtol=1e-6, atol=1e-9),
+                             args.repeats)
+        res.append({"M": M, "explicit_s": te["median"], "implicit_s": ti["median"],
+                    "explicit_l1": err(re), "implicit_l1": err(ri), "explicit_steps": ie["steps"],
+                    "implicit_steps": ii["steps"], "newton_iterations": ii["newton_iterations"]})
+        rows.append([M, ie["steps"], f"{err(re):.2e}", f"{te['median'] * 1e3:.1f} ms", ii["steps"],
+                     ii["newton_iterations"], f"{err(ri):.2e}", f"{ti['median'] * 1e3:.1f} ms",
+                     f"{te['median'] / ti['median']:.1f}x"])
+    log(table(["M", "explicit steps", "L1", "time", "implicit steps", "Newton its", "L1", "time",
+               "explicit/implicit"], rows))
+    Ms = np.array([r["M"] for r in res], float)
+    for key in ("explicit_s", "implicit_s"):
+        p = float(np.polyfit(np.log(Ms), np.log([r[key] for r in res]), 1)[0])
+        out[f"exponent_{key[:-2]}"] = p
+        log(f"  fitted cost exponent, {key[:-2]}: time ~ M^{p:.2f}")
+    out["a"] = res
+
+
+def part_b(args, out):
+    log(f"\n(b) crossover of time = auto (switches above n = {EXPLICIT_STEPS_MAX} explicit steps): "
+        "OU on 200 cells")
+    gm, rho0 = ou(200)
+    dtd = diffusion_bound(DistributionalDynamicsPDE(gm, order=1))
+    rows, res = [], []
+    evolve(gm, rho0, 0.01)
+    evolve(gm, rho0, 0.01, time="implicit")
+    for n in (25, 50, 100, 200, 400, 800, 1600):
+        T = n * dtd
+        te, _ = timed(lambda: evolve(gm, rho0, T), args.repeats)
+        ti, (_, ii) = timed(lambda: evolve(gm, rho0, T, time="implicit"), args.repeats)
+        ta, (_, ia) = timed(lambda: evolve(gm, rho0, T, time="auto"), args.repeats)
+        res.append({"n_explicit": n, "t": T, "explicit_s": te["median"], "implicit_s": ti["median"],
+                    "auto": ia["time"]})
+        rows.append([n, f"{T:.3g}", f"{te['median'] * 1e3:.2f} ms", f"{ti['median'] * 1e3:.2f} ms",
+                     ii["steps"], f"{te['median'] / ti['median']:.2f}", ia["time"]])
+    log(table(["explicit steps", "t", "explicit", "implicit", "implicit steps", "explicit/implicit",
+               "auto picks"], rows))
+    out["b"] = res
+
+
+def part_c(args, out):
+    from ddsolve.app.config import build, load_config
+
+    log("\n(c) 2D Müller–Brown Fokker–Planck, 128 x 128, t = 1")
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "muller_brown_2d.toml"
+    s = build(load_config(path, [("grid.cells", [128, 128])]))
+    gm, rho0, T = GridModel(s.model, s.coords), s.initial.values, 1.0
+    vol = s.coords.cell_volume
+    evolve(gm, rho0, 1e-3)
+    evolve(gm, rho0, 1e-3, time="implicit")
+    t0 = time.perf_counter()
+    ref, iref = evolve(gm, rho0, T, time="implicit", rtol=1e-8, atol=1e-11)
+    log(f"  reference: ESDIRK3 rtol 1e-8, {iref['steps']} steps, {time.perf_counter() - t0:.1f} s")
+    runs = {"explicit SSPRK(4,3)": dict(), "implicit rtol 1e-4": dict(time="implicit"),
+            "implicit rtol 1e-5": dict(time="implicit", rtol=1e-5, atol=1e-8),
+            "auto (defaults)": dict(time="auto")}
+    rows, res = [], []
+    for label, kw in runs.items():
+        tm, (rho, info) = timed(lambda: evolve(gm, rho0, T, **kw), 1 if label.startswith("explicit")
+                                else args.repeats)
+        d = float(np.abs(rho - ref).sum() * vol)
+        res.append({"method": label, "s": tm["median"], "steps": info["steps"], "l1_vs_ref": d,
+                    "time": info.get("time")})
+        rows.append([label, info["steps"], f"{d:.2e}", f"{tm['median']:.2f} s"])
+    log(table(["method", "steps", "L1 vs implicit reference", "time"], rows))
+    log("  (the explicit run uses the minmod flux, the implicit ones the log-mean flux: its distance"
+        " is the difference of the two second-order spatial schemes, not a time error)")
+    out["c"] = res
+
+
+def main() -> int:
+    args = ARGS
+    out: dict = {}
+    for name, fn in (("a", part_a), ("b", part_b), ("c", part_c)):
+        if name in args.parts:
+            fn(args, out)
+    if args.json:
+        from _harness import write_json
+
+        write_json(args.json, out)
     return 0
 
 

@@ -43,7 +43,7 @@ def evolve(
     dt: float | None = None,
     implicit: bool = False,
     time_order: int = 1,
-    flux: str = "upwind",
+    flux: str | None = None,
     tracker: Any = None,
     t_start: float = 0.0,
     scheme: str = "fv",
@@ -66,7 +66,8 @@ def evolve(
     implicit : bool
         Newton-based implicit stepping (:class:`~ddsolve.schemes.fv.implicit.ImplicitEulerSolver`),
         with ``time_order`` 1 (backward Euler) or 2 (BDF2) and face ``flux`` ``"upwind"``
-        (first order) or ``"logmean"`` (second order, finite beta).
+        (first order, its default) or ``"logmean"`` (second order, finite beta). For
+        ``time="implicit"``/``"imex"`` the default is ``"auto"`` (log-mean with diffusion).
     tracker : optional
         Anything py-pde's ``Controller`` accepts as ``tracker``.
     t_start : float

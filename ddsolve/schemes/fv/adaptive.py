@@ -113,7 +113,9 @@ def _initial_step(rho, t, span, dt_max, rtol, atol, prob, work, imex, k0, kE0):
     d1 = _wnorm(k0, rho, rho, rtol, atol)
     if imex:
         d1 += _wnorm(kE0, rho, rho, rtol, atol)
-    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+    h0 = 0.01 * d0 / d1
+    if not (d0 >= 1e-5 and d1 >= 1e-5 and math.isfinite(h0)):  # also a non-finite rate
+        h0 = 1e-6
     return min(h0, span, dt_max)
 
 
@@ -213,14 +215,15 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
             counters[_C_FAIL] += 1
             state[2] = 0.25 * h
             was_rejected = True
-            if state[2] < dt_min or t + state[2] == t:  # below dt_min, or below an ulp of t
+            # below dt_min, below an ulp of t, or not a number
+            if not (state[2] >= dt_min) or t + state[2] == t:
                 return STATUS_DT, t
             continue
         if adaptive and enorm > 1.0:
             counters[_C_REJ] += 1
             state[2] = h * max(0.2, 0.9 * enorm ** (-1.0 / kexp))
             was_rejected = True
-            if state[2] < dt_min or t + state[2] == t:
+            if not (state[2] >= dt_min) or t + state[2] == t:
                 return STATUS_DT, t
             continue
         # accept
