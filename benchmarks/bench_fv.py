@@ -282,34 +282,8 @@ def coarsest_grid(method, target, cache, guess, compile_log):
             cache[M] = run_once(method, M, compile_log)[0]
         return cache[M]["l1"] <= target
 
-    n = len(CANDIDATES)
-    i = int(np.clip(np.searchsorted(CANDIDATES, guess), 0, n - 1))
-    if ok(i):  # gallop towards coarser grids until one fails (lo = -1: none failed)
-        hi, lo, step = i, -1, 1
-        while hi - step >= 0:
-            j = hi - step
-            if ok(j):
-                hi, step = j, step * 2
-            else:
-                lo = j
-                break
-    else:  # gallop towards finer grids until one passes
-        lo, hi, step = i, None, 1
-        while hi is None:
-            j = min(lo + step, n - 1)
-            if ok(j):
-                hi = j
-            elif j == n - 1:
-                return None
-            else:
-                lo, step = j, step * 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid
-    return CANDIDATES[hi]
+    i = _coarsest_index(ok, len(CANDIDATES), int(np.searchsorted(CANDIDATES, guess)))
+    return None if i is None else CANDIDATES[i]
 
 
 def part_a(args, R, results):

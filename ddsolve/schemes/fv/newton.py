@@ -499,12 +499,12 @@ def _nonlocal_column(dg, w, h, periodic, out):
     n0, n1 = out.shape
     inv_h = 1.0 / h
     nf = n0 if periodic else n0 - 1
+    F = np.empty((nf, n1))
     for j in range(n1):
         for f in range(nf):
             k = f + 1 if f + 1 < n0 else 0
-            dF = dg[f, j] * (w[k, j] - w[f, j]) * inv_h * inv_h
-            out[k, j] += dF
-            out[f, j] -= dF
+            F[f, j] = dg[f, j] * (w[k, j] - w[f, j]) * inv_h
+    _axis_divergence(F, h, periodic, out)
 
 
 # ---------------------------------------------------------------------------------------
