@@ -271,7 +271,8 @@ class AdaptiveFVSolver(SolverBase):
         A name in :data:`~ddsolve.schemes.fv.tableaux.TABLEAUX`: ``trbdf2`` (2nd order),
         ``esdirk3``, ``esdirk4`` (implicit), ``ark3``, ``ark4`` (IMEX: interaction explicit).
     rtol, atol : float
-        Tolerances of the local error (``atol`` in density units).
+        Tolerances of the local error (``atol`` in density units); the defaults are those
+        of the ``scheme.rtol``/``scheme.atol`` config keys.
     flux : str
         ``"auto"`` (log-mean with diffusion, upwind without), ``"logmean"`` or ``"upwind"``.
     dt : float, optional
@@ -296,8 +297,8 @@ class AdaptiveFVSolver(SolverBase):
 
     name = "fv-adaptive"
 
-    def __init__(self, pde: DistributionalDynamicsPDE, method: str = "esdirk3", rtol: float = 1e-5,
-                 atol: float = 1e-8, flux: str = "auto", dt: float | None = None,
+    def __init__(self, pde: DistributionalDynamicsPDE, method: str = "esdirk3", rtol: float = 1e-4,
+                 atol: float = 1e-7, flux: str = "auto", dt: float | None = None,
                  dt_min: float = 1e-12, dt_max: float | None = None, max_newton: int = 8,
                  newton_kappa: float = 1e-2, adaptive: bool = True, check_energy: bool = True,
                  max_steps: int = 10**9, **kwargs) -> None:

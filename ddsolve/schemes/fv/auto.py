@@ -35,8 +35,9 @@ __all__ = ["TIME_MODES", "EXPLICIT_STEPS_MAX", "choose_time", "diffusion_bound"]
 
 TIME_MODES = ("auto", "explicit", "implicit", "imex")
 EXPLICIT_STEPS_MAX = 200
-"""Runs that need at most this many explicit steps stay explicit under ``auto`` (measured
-crossover of the 1D benchmarks, ``benchmarks/bench_implicit.py``)."""
+"""Runs that need at most this many explicit steps stay explicit under ``auto``. A
+conservative choice: ``benchmarks/bench_implicit.py`` part (b) measures the break-even on 1D
+OU at 50-100 explicit steps, and the implicit default about 2x faster at 200."""
 
 
 def diffusion_bound(eq, t0: float = 0.0, cfl: float = 0.9) -> float:
