@@ -329,3 +329,15 @@ def test_failing_newton_stops_with_a_failure_not_a_hang():
         stepper(state, 100.0, 101.0)
     assert solver.info["steps"] == 0 and solver.info["failed"] > 10
     np.testing.assert_array_equal(state.data, _rho0(gm, 1.0, 0.5))  # the last good state
+
+
+@pytest.mark.parametrize("case", ["ou", "cw", "weak"])
+def test_compiled_free_energy_is_the_grid_models(case):
+    """The step loop's compiled free energy (energy-law counter) is GridModel.free_energy."""
+    from ddsolve.schemes.fv import newton as nw
+
+    gm = {"ou": _ou, "cw": _cw, "weak": _weak}[case](90)
+    rho = _rho0(gm, 0.3, 0.6)
+    solver = AdaptiveFVSolver(DistributionalDynamicsPDE(gm, order=1), "esdirk3")
+    F = nw.free_energy(np.ascontiguousarray(rho.reshape(-1, 1)), solver.prob, np.zeros((rho.size, 1)))
+    assert F == pytest.approx(gm.free_energy(rho), rel=1e-12, abs=1e-14)
