@@ -26,9 +26,12 @@ class NumericalFailure(RuntimeError):
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """The user interrupted a run; its output directory is complete up to ``t``."""
+    """The user interrupted a run (``signal`` ``"SIGINT"``, Ctrl-C) or it was terminated
+    (``"SIGTERM"``); its output directory is complete up to ``t``."""
 
-    def __init__(self, t: float) -> None:
-        super().__init__(f"interrupted by the user at t={t:.6g}")
+    def __init__(self, t: float, signal: str = "SIGINT") -> None:
+        what = "interrupted by the user" if signal == "SIGINT" else f"stopped by {signal}"
+        super().__init__(f"{what} at t={t:.6g}")
         self.t = float(t)
+        self.signal = signal
         self.out_dir: Path | None = None

@@ -16,6 +16,8 @@ and schedules where they are read.
 from __future__ import annotations
 
 import math
+import os
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,12 +42,15 @@ __all__ = [
     "Choice",
     "Fixed",
     "Text",
+    "FilePath",
     "Expression",
     "Numeric",
     "ListOf",
     "OneOf",
     "Bounds",
     "ScheduleSpec",
+    "XI",
+    "XI_MAX",
     "When",
     "when_equals",
     "Param",
@@ -79,11 +84,28 @@ def config_key(key: str) -> Iterator[None]:
         raise ConfigError(key, str(err)) from None
 
 
+def _show_int(value: int) -> str:
+    """An integer, as ``about 10^n`` when it has more than 30 digits."""
+    if abs(value).bit_length() <= 100:
+        return str(value)
+    return f"{'-' if value < 0 else ''}about 10^{int(abs(value).bit_length() * math.log10(2))}"
+
+
+_SHOWN = 100  # characters of a value shown in a message
+
+
 def _show(value: Any) -> str:
-    """A value as written in TOML (strings quoted, booleans lower case)."""
+    """A value as written in TOML (strings quoted, booleans lower case), shortened to
+    about 100 characters."""
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
-    return repr(value) if isinstance(value, str) else str(value)
+    if isinstance(value, (int, np.integer)):
+        return _show_int(int(value))
+    try:
+        text = repr(value) if isinstance(value, str) else str(value)
+    except (ValueError, RecursionError):  # e.g. a 3000-deep list
+        text = f"<a {type(value).__name__}>"
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
 
 
 # ---------------------------------------------------------------------------------------
@@ -114,11 +136,26 @@ def _is_number(value: Any) -> bool:
 
 _INF_WORDS = {"inf": math.inf, "+inf": math.inf, "infinity": math.inf, "-inf": -math.inf}
 
+_TINY = sys.float_info.min  # the smallest normal double, ~2.2e-308
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _subnormal(x: float) -> bool:
+    """``0 < |x| < 2.2e-308``: no time, step or scale can mean it (its reciprocal overflows
+    and it has lost precision)."""
+    return x != 0 and abs(x) < _TINY
+
+
+def _subnormal_error(kind: ValueType, value: Any, key: str) -> ConfigError:
+    return ConfigError(key, f"must be {kind.describe()}, got {_show(value)}, a subnormal number "
+                            f"(0 < |x| < {_TINY:.3g}), too small to compute with")
+
 
 @dataclass(frozen=True)
 class Real(ValueType):
     """A real number, optionally bounded; ``allow_inf`` admits ``+inf`` (TOML ``inf``,
-    or the string ``"inf"`` as written to JSON)."""
+    or the string ``"inf"`` as written to JSON). A positive number (``low = 0`` open: a
+    time, a step, a scale) must not be subnormal: its reciprocal overflows."""
 
     low: float | None = None
     high: float | None = None
@@ -131,9 +168,14 @@ class Real(ValueType):
             value = _INF_WORDS[value.strip().lower()]
         if not _is_number(value):
             raise self.fail(value, key)
-        x = float(value)
+        try:
+            x = float(value)
+        except OverflowError:  # an integer beyond double precision
+            raise self.fail(value, key) from None
         if math.isnan(x) or (math.isinf(x) and not (self.allow_inf and x > 0)):
             raise self.fail(value, key)
+        if _subnormal(x) and self.low == 0 and self.low_open:  # a "positive" scale or time
+            raise _subnormal_error(self, value, key)
         if self.low is not None and (x < self.low or (self.low_open and x == self.low)):
             raise self.fail(value, key)
         if self.high is not None and (x > self.high or (self.high_open and x == self.high)):
@@ -160,7 +202,8 @@ class Real(ValueType):
 
 @dataclass(frozen=True)
 class Integer(ValueType):
-    """An integer (booleans and floats such as ``10.0`` are rejected)."""
+    """An integer (booleans and floats such as ``10.0`` are rejected); always within the
+    64-bit range, so that it fits NumPy, HDF5 and JSON readers."""
 
     low: int | None = None
     high: int | None = None
@@ -170,6 +213,9 @@ class Integer(ValueType):
             raise self.fail(value, key)
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
             raise self.fail(value, key)
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise ConfigError(key, f"must be {self.describe()} within the 64-bit range (|n| < 2^63), "
+                                   f"got {_show_int(value)}")
         return int(value)
 
     def describe(self):
@@ -244,6 +290,29 @@ class Text(ValueType):
 
 
 @dataclass(frozen=True)
+class FilePath(Text):
+    """A file system path: a non-empty string without NUL characters, at most 4096 bytes,
+    each component at most 255 bytes (what POSIX file systems accept)."""
+
+    what: str = "a directory path"
+
+    def check(self, value, key):
+        text = super().check(value, key)
+        if "\0" in text:
+            raise ConfigError(key, f"must be {self.describe()} without NUL characters, got {_show(text)}")
+        try:
+            raw = os.fsencode(text)
+        except UnicodeError:
+            raise ConfigError(key, f"must be {self.describe()} the file system can encode, "
+                                   f"got {_show(text)}") from None
+        longest = max(len(part) for part in raw.split(b"/"))
+        if len(raw) > 4096 or longest > 255:
+            raise ConfigError(key, f"must be {self.describe()} of at most 4096 bytes with names of "
+                                   f"at most 255 bytes, got {len(raw)} bytes (longest name {longest})")
+        return text
+
+
+@dataclass(frozen=True)
 class Expression(Text):
     """Text of a formula (or a name); a bare number is accepted and kept as text
     (``0`` → ``"0"``). ``what`` describes the allowed text.
@@ -282,7 +351,7 @@ class Numeric(ValueType):
             raise self.fail(value, key)
         try:
             arr = np.asarray(value, dtype=float)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError, RecursionError):
             raise self.fail(value, key) from None
         if arr.dtype == object or arr.ndim > self.max_rank or (arr.ndim and arr.size == 0):
             raise self.fail(value, key)
@@ -290,6 +359,8 @@ class Numeric(ValueType):
             raise self.fail(value, key)
         if self.positive and not np.all(arr > 0):
             raise self.fail(value, key)
+        if self.positive and np.any(arr < _TINY):
+            raise _subnormal_error(self, value, key)
         return arr.tolist()
 
     def describe(self):
@@ -359,9 +430,13 @@ class OneOf(ValueType):
         return " or ".join(o.describe() for o in self.options)
 
 
+@dataclass(frozen=True)
 class Bounds(ValueType):
-    """``[lo, hi]`` or a list of one or two such pairs, finite with ``lo < hi``;
-    normalised to a list of pairs."""
+    """``[lo, hi]`` or a list of one or two such pairs, finite with ``lo < hi`` (and a
+    finite width ``hi - lo``); normalised to a list of pairs. ``limit`` bounds ``|lo|`` and
+    ``|hi|``."""
+
+    limit: float | None = None
 
     def check(self, value, key):
         if not isinstance(value, (list, tuple)) or not value:
@@ -370,28 +445,39 @@ class Bounds(ValueType):
         if len(pairs) > 2:
             raise self.fail(value, key)
         out = []
+        inner = Real() if self.limit is None else Real(-self.limit, self.limit)
         for pair in pairs:
             try:
-                lo, hi = ListOf(Real(), 2, 2).check(pair, key)
+                lo, hi = ListOf(inner, 2, 2).check(pair, key)
             except ConfigError:
                 raise self.fail(value, key) from None
             if not lo < hi:
                 raise ConfigError(key, f"lower bound must be below the upper bound, got {[lo, hi]}")
+            if not math.isfinite(hi - lo):
+                raise ConfigError(key, f"the width hi - lo of {[lo, hi]} is beyond double precision")
             out.append([lo, hi])
         return out
 
     def describe(self):
-        return "[lo, hi] with lo < hi, or [[lo, hi], [lo, hi]] for 2D"
+        within = f", each within [{-self.limit:g}, {self.limit:g}]" if self.limit is not None else ""
+        return f"[lo, hi] with lo < hi, or [[lo, hi], [lo, hi]] for 2D{within}"
+
+
+XI_MAX = 1e12
+"""Largest value of a time schedule xi(t) (a speed-up of time; far above it every time step
+vanishes)."""
+XI = Real(0.0, XI_MAX, low_open=True)
+"""A constant time schedule: a number in (0, :data:`XI_MAX`]."""
 
 
 class ScheduleSpec(ValueType):
     """A schedule table ``{kind = "constant" | "power" | "table", ...}`` for
     :class:`~ddsolve.model.schedule.Schedule`."""
 
-    KEYS = {"constant": {"value": Real(low=0, low_open=True)},
-            "power": {"xi0": Real(low=0, low_open=True), "t0": Real(low=0, low_open=True),
-                      "p": Real(low=0)},
-            "table": {"times": ListOf(Real()), "values": ListOf(Real(low=0, low_open=True))}}
+    KEYS = {"constant": {"value": Real(0.0, XI_MAX, low_open=True)},
+            "power": {"xi0": Real(0.0, XI_MAX, low_open=True), "t0": Real(low=0, low_open=True),
+                      "p": Real(0.0, 1000.0)},
+            "table": {"times": ListOf(Real()), "values": ListOf(Real(0.0, XI_MAX, low_open=True))}}
 
     def claims(self, value):
         return isinstance(value, Mapping)

@@ -46,13 +46,13 @@ if __name__ == "__main__":
     finals = {}
     print(f"{'agents':28s} " + " ".join(f"{k:>22s}" for k in MINIMA))
     # the multiscale agents: the config as it is
-    if ddsolve_main(["particles", str(CONFIG), "--out", str(out / "hmm"), "--quiet"]) != 0:
+    if ddsolve_main(["particles", str(CONFIG), "--out", str(out / "hmm"), "--quiet", "--overwrite"]) != 0:
         raise SystemExit("ddsolve particles failed")
     # the plain agents: same model and initial law, [particles] without the HMM keys
     raw = tomllib.loads(CONFIG.read_text())
     raw["particles"] = {k: raw["particles"][k] for k in ("n", "t_final", "snapshots", "seed")}
     raw["particles"].update(method="mean-field", dt=1e-5)
-    run_particles(raw, out / "plain")
+    run_particles(raw, out / "plain", exists="overwrite")
     for label, where in (("MF-Hom-SGLD (gamma = 0.05)", "hmm"), ("plain agents (KPP)", "plain")):
         finals[label] = load_particles(out / where).coordinates[-1]
         frac = basins(finals[label], phi)

@@ -42,7 +42,7 @@ if __name__ == "__main__":
     runs = {}
     for beta in BETAS:
         d = out / f"beta_{beta:g}"
-        if ddsolve_main(["run", str(CONFIG), "--out", str(d), "--quiet", "--set", f"model.beta={beta}"]):
+        if ddsolve_main(["run", str(CONFIG), "--out", str(d), "--quiet", "--overwrite", "--set", f"model.beta={beta}"]):
             raise SystemExit(f"ddsolve run failed for beta={beta}")
         run = load_run(d)
         runs[beta] = (run.diagnostics["t"], run.diagnostics["mean_x"])

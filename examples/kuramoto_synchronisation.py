@@ -30,7 +30,7 @@ if __name__ == "__main__":
     measured = []
     for k, kappa in enumerate(KAPPAS):
         d = out / f"kappa_{kappa:g}"
-        if ddsolve_main(["run", str(CONFIG), "--out", str(d), "--quiet", "--set", f"model.kappa={kappa}"]):
+        if ddsolve_main(["run", str(CONFIG), "--out", str(d), "--quiet", "--overwrite", "--set", f"model.kappa={kappa}"]):
             raise SystemExit(f"ddsolve run failed for kappa={kappa}")
         run = load_run(d)
         t, rho = run.times, run.densities()

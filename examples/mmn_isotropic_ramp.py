@@ -30,9 +30,9 @@ if __name__ == "__main__":
     args = ap.parse_args()
     out = Path(args.out)
     sets = [a for s in args.set for a in ("--set", s)]
-    if ddsolve_main(["run", str(CONFIG), "--out", str(out), "--quiet", *sets]) != 0:
+    if ddsolve_main(["run", str(CONFIG), "--out", str(out), "--quiet", "--overwrite", *sets]) != 0:
         raise SystemExit("ddsolve run failed")
-    if ddsolve_main(["run", str(CONFIG), "--out", str(out / "early"), "--quiet", *sets,
+    if ddsolve_main(["run", str(CONFIG), "--out", str(out / "early"), "--quiet", "--overwrite", *sets,
                      "--set", f"run.t_final={T_EARLY}", "--set", "run.save_every=0.05"]) != 0:
         raise SystemExit("ddsolve run (early times) failed")
 

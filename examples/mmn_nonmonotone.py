@@ -70,9 +70,9 @@ if __name__ == "__main__":
     for kappa in KAPPAS:
         d = out / f"kappa_{kappa:g}"
         k = ["--set", f"model.kappa={kappa}"]
-        if ddsolve_main(["run", str(CONFIG), "--out", str(d), "--quiet", *k]) != 0:
+        if ddsolve_main(["run", str(CONFIG), "--out", str(d), "--quiet", "--overwrite", *k]) != 0:
             raise SystemExit(f"ddsolve run failed for kappa={kappa}")
-        if ddsolve_main(["run", str(CONFIG), "--out", str(d / "early"), "--quiet", *k,
+        if ddsolve_main(["run", str(CONFIG), "--out", str(d / "early"), "--quiet", "--overwrite", *k,
                          "--set", f"run.t_final={T_EARLY}", "--set", "run.save_every=0.05"]) != 0:
             raise SystemExit(f"ddsolve run (early times) failed for kappa={kappa}")
         runs[kappa], earlies[kappa] = load_run(d), load_run(d / "early")

@@ -17,6 +17,15 @@ initial state, advances it between snapshot times, and records
   differs from the coordinates;
 * :meth:`Dynamics.diagnostics` — numbers for ``diagnostics.csv`` (``energy``, ``risk``,
   ...); the runner adds ``t`` and the moments ``mean_<name>``, ``m2_<name>``.
+
+Two more methods let the runner pause and resume a run without changing it:
+
+* :meth:`Dynamics.split_point` — where a call ``advance(state, stop - start, rng)`` may be
+  cut into two consecutive calls that take *bit for bit* the same steps and random draws
+  (the runner advances in chunks of about 0.2 s so that Ctrl-C acts promptly; every
+  dynamics here is composable at its split points, see each ``split_point``);
+* :meth:`Dynamics.checkpoint_state` / :meth:`Dynamics.restore_state` — the state as
+  arrays and JSON data (``checkpoint.npz``), and back.
 """
 
 from __future__ import annotations
@@ -100,3 +109,50 @@ class Dynamics:
     def describe(self) -> dict[str, Any]:
         """Settings for ``summary.json``."""
         return {"method": self.method, "n": self.n, "dt": self.dt}
+
+    # pausing and resuming ------------------------------------------------------------
+    composable: bool = True
+    """Whether ``advance(s, a)`` then ``advance(s, b)`` equals ``advance(s, a + b)`` bit for
+    bit (states and random draws) at the points :meth:`split_point` returns. A dynamics
+    that is not sets it to ``False``: its calls are never cut."""
+
+    def split_point(self, start: int, stop: int, target: int) -> int:
+        """A step ``p`` with ``start < p <= stop``, at or after ``target`` where possible,
+        such that ``advance(state, p - start)`` followed by ``advance(state, stop - p)``
+        (from ``state.step == start``) takes exactly the steps and draws of
+        ``advance(state, stop - start)``; ``stop`` if there is none.
+
+        The default, for dynamics that step one at a time with all their memory in the
+        state: any step.
+        """
+        if not self.composable:
+            return stop
+        return int(min(max(target, start + 1), stop))
+
+    def checkpoint_state(self, state: ParticleState) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``(meta, arrays)``: ``state`` as JSON data and arrays, for ``checkpoint.npz``;
+        :meth:`restore_state` inverts it exactly.
+
+        The default stores ``x``, ``step`` and the entries of ``extra`` that are arrays or
+        JSON scalars; a dynamics carrying other objects overrides both methods.
+        """
+        meta: dict[str, Any] = {"step": int(state.step), "extra": {}}
+        arrays = {"x": np.asarray(state.x)}
+        for key, value in state.extra.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"extra.{key}"] = value
+            elif isinstance(value, (bool, int, float, str, np.integer, np.floating)) and not (
+                    isinstance(value, (float, np.floating)) and not np.isfinite(value)):
+                meta["extra"][key] = value.item() if isinstance(value, np.generic) else value
+            else:
+                raise TypeError(f"{type(self).__name__}: cannot checkpoint state.extra[{key!r}] of type "
+                                f"{type(value).__name__}; override checkpoint_state")
+        return meta, arrays
+
+    def restore_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> ParticleState:
+        """The state that :meth:`checkpoint_state` returned ``(meta, arrays)`` for."""
+        extra: dict[str, Any] = dict(meta.get("extra", {}))
+        for key, value in arrays.items():
+            if key.startswith("extra."):
+                extra[key.removeprefix("extra.")] = np.array(value, order="C")
+        return ParticleState(x=np.array(arrays["x"], order="C"), step=int(meta["step"]), extra=extra)

@@ -1,4 +1,4 @@
-"""``ddsolve particles CONFIG.toml [--out DIR] [--set key=value ...] [--quiet]``.
+"""``ddsolve particles CONFIG.toml [--out DIR] [--set key=value ...] [--quiet] [--resume | --overwrite]``.
 
 Registered with ddsolve through the entry-point group ``ddsolve.commands`` (see
 ``pyproject.toml``), so the core ``ddsolve`` package never imports this package. The
@@ -21,6 +21,10 @@ class ParticlesCommand(Command):
     name = "particles"
     help = "run finite-N particle dynamics (SGD, Langevin, agents) from a TOML config with a [particles] section"
     sections = ("particles",)
+    # particles.storage.PARTICLES_FILE, particles.runner.PARTICLES_FIGURE, ...: declared here,
+    # where every command sees them, so that an --overwrite of any command removes them
+    outputs = ("particles.h5", "particles.png", "diagnostics.csv", "diagnostics.png", "summary.json",
+               "checkpoint.npz", "checkpoint.npz.tmp")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_run_arguments(parser, "particles", "particles.n=2000")
@@ -28,10 +32,14 @@ class ParticlesCommand(Command):
     def run(self, args: argparse.Namespace) -> int:
         from particles.runner import run_particles
 
-        result = run_particles(read_raw_config(args, "particles"), progress=not args.quiet)
+        raw = read_raw_config(args, "particles")
+        result = run_particles(raw, progress=not args.quiet, exists=args.exists)
         if not args.quiet:
             s = result.summary
             final = s["final"]
+            if s.get("resumed"):
+                print(f"ddsolve: resumed at t={s['resumed']['t']:.6g} from the checkpoint in "
+                      f"{result.out_dir}")
             extra = "".join(f", {k} {final[k]:.8g}" for k in ("risk", "loss", "energy") if k in final)
             print(f"ddsolve: {s['dynamics']['method']}: t={final['t']:.6g} reached in {s['steps']} "
                   f"steps ({s['wall_time']:.2f} s){extra}; output in {result.out_dir}")
@@ -39,13 +47,17 @@ class ParticlesCommand(Command):
 
     def check_config(self, raw) -> bool:
         from ddsolve.app.config import resolve, resolve_model
-        from particles.config import SGD_METHODS, resolve_particles
+        from particles.config import SGD_METHODS, check_resources
+        from particles.runner import check_budget, resolve_particle_section
 
-        part = resolve_particles(raw.get("particles"))
+        part = resolve_particle_section(raw.get("particles"))
         if part["method"] in SGD_METHODS:
             resolve_model(raw.get("model", {}))
         else:
             resolve(raw, solver=False)
+        if part["method"] in ("mean-field", "hmm", "sgd"):  # momentum methods convert t_final later
+            check_budget(part)
+        check_resources(raw)
         return True
 
     def describe(self) -> str:

@@ -335,7 +335,10 @@ class MFHomSGLD(Dynamics):
     chain :math:`Y^i`; the HMM discretisation of the module docstring. One step = one macro
     step of PDE time ``dt``; the slow variables are the particles
     (:attr:`ParticleState.x`), the fast ones live in ``state.extra["fast"]`` and their last
-    average in ``state.extra["fast_mean"]``.
+    average in ``state.extra["fast_mean"]``. Every macro step draws its own noise, so
+    :meth:`advance` is composable at any macro step (the runner pauses, for Ctrl-C and
+    checkpoints, between macro steps; one macro step of ``burn_in + inner_steps`` fast steps
+    is never cut).
 
     Parameters
     ----------

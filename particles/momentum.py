@@ -671,6 +671,30 @@ class MomentumSGD(Dynamics):
                                       (state.step - 1) * self.dt)
         state.x = ost.w
 
+    # -- checkpoints --------------------------------------------------------------------
+    def checkpoint_state(self, state: ParticleState) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The base class's ``(meta, arrays)`` of the iterate :math:`w`, plus the optimiser's
+        :math:`u`, :math:`w_{t-1}` and counters (every step is composable: all memory is
+        there and each step draws its minibatch from the run's generator)."""
+        ost = self._ostate(state)
+        rest = {k: v for k, v in state.extra.items() if k != "optimizer"}
+        meta, arrays = super().checkpoint_state(ParticleState(x=ost.w, step=state.step, extra=rest))
+        arrays.update({"optimizer.u": ost.u, "optimizer.w_prev": ost.w_prev})
+        meta["optimizer"] = {"t": int(ost.t), "alpha": float(ost.alpha), "restarts": int(ost.restarts),
+                             "restarted": bool(ost.restarted), "gamma": float(ost.gamma)}
+        return meta, arrays
+
+    def restore_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> ParticleState:
+        rest = {k: v for k, v in arrays.items() if not k.startswith("optimizer.")}
+        state = super().restore_state(meta, rest)
+        o = meta["optimizer"]
+        state.extra["optimizer"] = OptimizerState(
+            w=state.x, u=np.array(arrays["optimizer.u"], dtype=float, order="C"),
+            w_prev=np.array(arrays["optimizer.w_prev"], dtype=float, order="C"), t=int(o["t"]),
+            alpha=float(o["alpha"]), restarts=int(o["restarts"]), restarted=bool(o["restarted"]),
+            gamma=float(o["gamma"]))
+        return state
+
     # -- outputs ----------------------------------------------------------------------
     def coordinates(self, state: ParticleState) -> np.ndarray:
         return self.sgd.coordinates(self._at_w(state))

@@ -102,7 +102,10 @@ beyond rounding. The noise (``beta < inf``) is drawn from the generator passed t
 :meth:`advance`, per block of the call: ``S`` as an ``(N, d)`` standard normal array, the
 bridge as a ``((K-1) B, N)`` one and, with ``train_a``, the output-weight noise as
 ``(K, N)``; noisy trajectories therefore also depend on the call lengths and ``block``
-(their law does not). ``prefetch`` draws the same numbers in a helper thread.
+(their law does not). ``prefetch`` draws the same numbers in a helper thread. A call cut
+at a block boundary of its own pieces (:meth:`TwoLayerSGD.split_point`) takes the same
+steps and draws bit for bit, which is how the runner pauses a run for Ctrl-C and
+checkpoints without changing it.
 """
 
 from __future__ import annotations
@@ -371,6 +374,8 @@ def _run_chunk(f, W, a, X, Y, coef, B, block, sub, kind, ap, mask, train_a, inv_
             for k in range(K):
                 tau[k + 1] = tau[k] + var[k]
             T = tau[K]
+            if not T * T < math.inf:                         # the noise overflows (or is NaN)
+                return k0 + s0
             S = Zs[jb]
             S *= math.sqrt(T)                                # the block's total noise
             if K > 1:
@@ -382,6 +387,8 @@ def _run_chunk(f, W, a, X, Y, coef, B, block, sub, kind, ap, mask, train_a, inv_
                         tj = tau[1 + j // B]
                         g = G[B + max(i, j), B + min(i, j)]
                         Sig[i, j] = (min(ti, tj) - ti * tj / T) * g
+                if not np.all(np.isfinite(Sig)):                # numba cannot re-raise in
+                    return k0 + s0                               # _sqrt_factor's except
                 L = _sqrt_factor(Sig)
                 _mm_ab(f, L, zetas[jb, :Mp], Pb[B:], 1.0)   # bridge projections
                 Q = Cb[B:]                                   # scratch: <S^K, x_m>
@@ -612,7 +619,7 @@ class TwoLayerSGD(Dynamics):
             with np.errstate(over="ignore", invalid="ignore"):   # divergence is reported below
                 self._run_chunks(W, a, key, pieces, rng)
         except _NonFinite as exc:
-            raise ParticleFailure(f"SGD produced non-finite predictions at step {exc.step} "
+            raise ParticleFailure(f"SGD produced non-finite predictions or noise at step {exc.step} "
                                   f"(t = {exc.step * self.dt:g})", start * self.dt) from None
         finally:
             if not inplace:
@@ -620,6 +627,20 @@ class TwoLayerSGD(Dynamics):
                 if self.train_a:
                     x[:, self.d] = a
         state.step += steps
+
+    def split_point(self, start: int, stop: int, target: int) -> int:
+        """:meth:`advance` cuts its steps into pieces at the multiples of ``chunk`` and each
+        piece into blocks of ``block`` steps from the piece's start; the noise of a block is
+        drawn per block, and the rounding depends on where blocks start. Cutting the call at
+        a block boundary of its own pieces therefore changes nothing (bit for bit, random
+        draws included); any other cut changes the rounding (and, with noise, the draws)."""
+        if target >= stop:
+            return stop
+        target = max(target, start + 1)
+        first_end = (start // self.chunk + 1) * self.chunk      # end of the first piece
+        base = start if target <= first_end else (target // self.chunk) * self.chunk
+        end = first_end if base == start else base + self.chunk
+        return int(min(base + -(-(target - base) // self.block) * self.block, end, stop))
 
     def _run_chunks(self, W, a, key, pieces, rng):
         if self.prefetch and len(pieces) > 1:

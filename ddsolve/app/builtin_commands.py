@@ -15,14 +15,21 @@ __all__ = ["RunCommand", "ProblemsCommand", "add_run_arguments", "read_raw_confi
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, section: str, example: str) -> None:
-    """``CONFIG.toml [--out DIR] [--set KEY=VALUE ...] [--quiet]``, shared by every command
-    that runs a config; ``--out`` overrides ``[section] out``."""
+    """``CONFIG.toml [--out DIR] [--set KEY=VALUE ...] [--quiet] [--resume | --overwrite]``,
+    shared by every command that runs a config; ``--out`` overrides ``[section] out``."""
     parser.add_argument("config", metavar="CONFIG.toml", help="config file")
     parser.add_argument("--out", metavar="DIR", help=f"output directory (overrides [{section}] out)")
     parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                         help=f"override a config key, e.g. --set {example} "
                              "(values are TOML; bare words are strings)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_const", const="resume", dest="exists",
+                          help="continue the run in the output directory from its last checkpoint "
+                               "(same config; starts afresh if there is none)")
+    existing.add_argument("--overwrite", action="store_const", const="overwrite", dest="exists",
+                          help="replace the output of an earlier run in the directory")
+    parser.set_defaults(exists="error")
 
 
 def read_raw_config(args: argparse.Namespace, section: str) -> dict[str, Any]:
@@ -42,6 +49,8 @@ def read_raw_config(args: argparse.Namespace, section: str) -> dict[str, Any]:
 class RunCommand(Command):
     name = "run"
     help = "run one PDE from a TOML config"
+    outputs = ("density.h5", "diagnostics.csv", "summary.json", "density.png", "diagnostics.png",
+               "checkpoint.npz", "checkpoint.npz.tmp", "quantiles.h5")
 
     def add_arguments(self, parser):
         add_run_arguments(parser, "run", "model.beta=inf --set grid.cells=[100]")
@@ -49,9 +58,13 @@ class RunCommand(Command):
     def run(self, args):
         from ddsolve.app.runner import run
 
-        result = run(read_raw_config(args, "run"), progress=not args.quiet)
+        result = run(read_raw_config(args, "run"), progress=not args.quiet, exists=args.exists)
         if not args.quiet:
             s, final = result.summary, result.summary["final"]
+            if result.status == "complete":
+                print(f"ddsolve: the run in {result.out_dir} had completed; nothing to resume")
+            elif s.get("resumed"):
+                print(f"ddsolve: resumed at t={s['resumed']['t']:.6g} from the checkpoint in {result.out_dir}")
             solver = s.get("solver") or {}
             if solver.get("time"):
                 how = solver["time"] + (f" {solver['method']}" if solver["time"] != "explicit" else "")

@@ -44,6 +44,10 @@ class Command:
     help: str = ""
     sections: tuple[str, ...] = ()
     """Config sections this command reads; ``ddsolve run`` passes them through unchecked."""
+    outputs: tuple[str, ...] = ()
+    """File names the command writes into its output directory: their presence marks a
+    directory as holding a run, and ``--overwrite`` removes them, whichever command asks
+    (:mod:`ddsolve.app.outdir`)."""
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Add the command's arguments."""

@@ -10,7 +10,7 @@ A config file has five sections (plus those of other commands, such as ``[partic
                order, theta, implicit, rk_order, cfl, dt, dt_min, dt_max, newton_tol,
                max_newton, flux, interaction; for name = "jko": method, atoms,
                time_order, inner_tol, max_inner, dt_max, growth
-    [run]      t_final, save_every, out, seed
+    [run]      t_final, save_every, out, seed, checkpoint_every, max_steps
 
 :func:`resolve` checks every key against its declared :class:`~ddsolve.problems.base.Param`
 (unknown keys, wrong types and impossible values raise :class:`ConfigError` naming the
@@ -27,8 +27,13 @@ lives in ``[scheme] interaction``, not in ``[model]``.
 
 from __future__ import annotations
 
+import codecs
 import copy
+import os
 import re
+import reprlib
+import stat
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +43,9 @@ import numpy as np
 import tomllib
 
 from ddsolve.app.commands import extension_sections
+from ddsolve.app.resources import BYTES_PER_CELL, Demand, check_memory, grid_demands, interaction_demand
 from ddsolve.grid.coordinates import Coordinates, cartesian, radial, with_charge
-from ddsolve.grid.interaction import INTERACTION_METHODS
+from ddsolve.grid.interaction import INTERACTION_METHODS, interaction_method
 from ddsolve.laws.initial import InitialContext, InitialDensity, initial_density, resolve_initial
 from ddsolve.model.base import Model
 from ddsolve.problems import get_problem
@@ -50,6 +56,7 @@ from ddsolve.schema import (
     Bounds,
     Choice,
     ConfigError,
+    FilePath,
     Integer,
     ListOf,
     Param,
@@ -77,9 +84,13 @@ __all__ = [
     "SCHEME_PARAMS",
     "RUN_PARAMS",
     "MAX_SNAPSHOTS",
+    "MAX_COORDINATE",
     "resolve",
     "load_config",
     "read_toml",
+    "parse_toml",
+    "check_sections",
+    "MAX_CONFIG_BYTES",
     "parse_override",
     "apply_overrides",
     "Setup",
@@ -93,6 +104,12 @@ SECTIONS = ("model", "grid", "initial", "scheme", "run")
 #: :func:`ddsolve.app.commands.extension_sections`) are passed through unchanged
 SOLVER_SECTIONS = ("scheme", "run")
 MAX_SNAPSHOTS = 100_000
+MAX_COORDINATE = 1e12
+"""Largest ``|x|`` of a grid bound (``grid.bounds``, ``r_max``, ``charge_bounds``): squares
+and products of coordinates stay far from overflow."""
+MIN_SPACING = 1e-100
+"""Smallest cell width; a cell must also be wider than ``1e-12`` times its distance from 0,
+so that its edges are distinct doubles."""
 
 
 class _SchemeName(ValueType):
@@ -127,17 +144,18 @@ _lagrangian = When("name = 'jko' and method = 'auto' | 'lagrangian'",
 GRID_PARAMS: tuple[Param, ...] = (
     Param("coordinates", Choice(("cartesian", "radial")), "cartesian",
           "cartesian box/torus, or the radius r = |theta| of a rotation-invariant law on R^dim"),
-    Param("bounds", Bounds(), REQUIRED, "extent of each axis", when=_cartesian),
+    Param("bounds", Bounds(limit=MAX_COORDINATE), REQUIRED, "extent of each axis", when=_cartesian),
     Param("dim", ListOf(Integer(low=1), 1, 2, scalar_ok=True), REQUIRED,
           "dimension d of the space R^d (m(r) = r^(d-1)); two entries [d1, d2] for the block "
           "radii (r1, r2) of a law on R^d1 x R^d2 (m = r1^(d1-1) r2^(d2-1))", when=_radial),
-    Param("r_max", ListOf(Real(low=0, low_open=True), 1, 2, scalar_ok=True), REQUIRED,
+    Param("r_max", ListOf(Real(0.0, MAX_COORDINATE, low_open=True), 1, 2, scalar_ok=True), REQUIRED,
           "outer radius R of [0, R] (one per radial axis, or one for both)", when=_radial),
     Param("cells", ListOf(Integer(low=2), 1, 2, scalar_ok=True), REQUIRED,
           "number of cells (per axis)"),
     Param("periodic", ListOf(Boolean(), 1, 2, scalar_ok=True), lambda p: [False] * len(p["bounds"]),
           "periodic axes (a torus direction); otherwise no-flux", when=_cartesian, default_doc="false"),
-    Param("charge_bounds", ListOf(Real(), 2, 2), None, "[cmin, cmax] of an added charge axis c (1D base)"),
+    Param("charge_bounds", ListOf(Real(-MAX_COORDINATE, MAX_COORDINATE), 2, 2), None,
+          "[cmin, cmax] of an added charge axis c (1D base)"),
     Param("charge_cells", Integer(low=2), REQUIRED, "cells on the charge axis",
           when=When("charge_bounds is given", lambda p: "charge_bounds" in p)),
     Param("charge_name", Text(), "c", "name of the charge axis (diagnostics mean_<name>)",
@@ -222,8 +240,13 @@ RUN_PARAMS: tuple[Param, ...] = (
     Param("save_every", Real(low=0, low_open=True), lambda p: p["t_final"] / 10,
           "interval between saved snapshots (t = 0 and t_final are always saved)",
           default_doc="t_final / 10"),
-    Param("out", Text(), "out", "output directory (relative to the working directory); --out overrides"),
+    Param("out", FilePath(), "out", "output directory (relative to the working directory); --out overrides"),
     Param("seed", Integer(low=0), 0, "seed of the random generator (random initial laws)"),
+    Param("checkpoint_every", Real(low=0, low_open=True, allow_inf=True), 60.0,
+          "wall-clock seconds between checkpoints (checkpoint.npz, for --resume); inf: none"),
+    Param("max_steps", Integer(low=1), 10**8,
+          "budget of time steps: a run estimated to need more is refused before it starts, "
+          "and an adaptive run stops when it has taken this many"),
 )
 
 
@@ -249,7 +272,24 @@ def _resolve_grid(raw: Mapping[str, Any]) -> dict[str, Any]:
         base = "r" if grid["coordinates"] == "radial" else "x"
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name == base:
             raise ConfigError("grid.charge_name", f"must be an identifier other than {base!r}, got {name!r}")
+    _check_spacing(grid)
     return grid
+
+
+def _check_spacing(grid: Mapping[str, Any]) -> None:
+    """Every cell wider than :data:`MIN_SPACING` and than ``1e-12`` times its distance from 0."""
+    if grid["coordinates"] == "radial":
+        axes = [("grid.cells", (0.0, r), n) for r, n in zip(grid["r_max"], grid["cells"])]
+    else:
+        axes = [("grid.cells", tuple(b), n) for b, n in zip(grid["bounds"], grid["cells"])]
+    if "charge_bounds" in grid:
+        axes.append(("grid.charge_cells", tuple(grid["charge_bounds"]), grid["charge_cells"]))
+    for key, (lo, hi), n in axes:
+        h = (hi - lo) / n
+        if not (h > MIN_SPACING and h > 1e-12 * max(abs(lo), abs(hi))):
+            raise ConfigError(key, f"{n} cells on [{lo:g}, {hi:g}] are {h:.3g} wide, too narrow to "
+                                   f"compute with (a cell must be wider than {MIN_SPACING:g} and than "
+                                   "1e-12 times its distance from 0); use fewer cells or other bounds")
 
 
 def _resolve_scheme(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -274,7 +314,11 @@ def _resolve_scheme(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def _resolve_run(raw: Mapping[str, Any]) -> dict[str, Any]:
     run = resolve_table(raw, RUN_PARAMS, "run")
-    if run["t_final"] / run["save_every"] > MAX_SNAPSHOTS:
+    if run["save_every"] < sys.float_info.min:  # the default t_final / 10 of a tiny t_final
+        raise ConfigError("run.t_final", f"must be at least {10 * sys.float_info.min:.3g} (its default "
+                                         f"save_every = t_final / 10 must be a normal number), "
+                                         f"got {run['t_final']:.3g}")
+    if not run["t_final"] / run["save_every"] <= MAX_SNAPSHOTS:  # inf (overflow) too
         raise ConfigError("run.save_every", f"would save more than {MAX_SNAPSHOTS} snapshots; "
                                             f"must be >= t_final / {MAX_SNAPSHOTS}")
     return run
@@ -314,6 +358,7 @@ def resolve(raw: Mapping[str, Any], *, solver: bool = True) -> dict[str, Any]:
     for name in raw:
         if name not in all_sections():
             raise ConfigError(str(name), f"unknown section; allowed sections: {', '.join(all_sections())}")
+    check_sections(raw)
     problem, model = resolve_model(raw.get("model", {}))
     grid_raw = raw.get("grid", {})
     if isinstance(grid_raw, Mapping):
@@ -339,22 +384,91 @@ def resolve(raw: Mapping[str, Any], *, solver: bool = True) -> dict[str, Any]:
     return out
 
 
+MAX_CONFIG_BYTES = 16 * 2**20
+"""Largest config file read (16 MiB)."""
+
+
+def _shown_path(path: object) -> str:
+    text = repr(str(path)) if any(not ch.isprintable() for ch in str(path)) else str(path)
+    return text if len(text) <= 160 else f"{text[:80]}...{text[-60:]}"
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file; errors are :class:`ConfigError` on the key ``config``."""
-    path = Path(path)
+    """Parse a TOML file; errors are :class:`ConfigError` on the key ``config``.
+
+    Only a regular file (checked before it is opened: a FIFO or a device is refused, not
+    read) of at most :data:`MAX_CONFIG_BYTES` bytes of UTF-8 text is read.
+    """
+    shown = _shown_path(path)
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        info = os.stat(path)
     except FileNotFoundError:
-        raise ConfigError("config", f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError("config", f"is a directory, not a file: {path}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError("config", f"{path}: invalid TOML: {err}") from None
-    except (ValueError, UnicodeDecodeError, RecursionError) as err:  # e.g. a 5000-digit integer
-        raise ConfigError("config", f"{path}: unreadable value: {err}") from None
+        raise ConfigError("config", f"no such file: {shown}") from None
     except PermissionError:
-        raise ConfigError("config", f"cannot read {path}: permission denied") from None
+        raise ConfigError("config", f"cannot read {shown}: permission denied") from None
+    except (OSError, ValueError, TypeError) as err:  # ELOOP, ENAMETOOLONG, a NUL in the path
+        raise ConfigError("config", f"cannot read {shown}: {getattr(err, 'strerror', None) or err}") from None
+    _check_regular_file(info, shown)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(fd, "rb") as fh:
+            _check_regular_file(os.fstat(fh.fileno()), shown)  # replaced since the stat
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except PermissionError:
+        raise ConfigError("config", f"cannot read {shown}: permission denied") from None
+    except OSError as err:  # EIO (/proc/self/mem), ...
+        raise ConfigError("config", f"cannot read {shown}: {err.strerror or err}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError("config", f"{shown} is larger than {MAX_CONFIG_BYTES // 2**20} MiB; "
+                                    "a config file is a small TOML text")
+    return parse_toml(data, shown)
+
+
+def _check_regular_file(info: os.stat_result, shown: str) -> None:
+    mode = info.st_mode
+    if stat.S_ISDIR(mode):
+        raise ConfigError("config", f"is a directory, not a file: {shown}")
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+                else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "not a regular file")
+        raise ConfigError("config", f"{shown} is {kind}, not a regular file; give a TOML file")
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError("config", f"{shown} is larger than {MAX_CONFIG_BYTES // 2**20} MiB; "
+                                    "a config file is a small TOML text")
+
+
+def parse_toml(data: bytes, shown: str = "config") -> dict[str, Any]:
+    """Parse the bytes of a TOML file (UTF-8, an optional byte-order mark); errors are
+    :class:`ConfigError` on the key ``config`` naming ``shown``, the file."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ConfigError("config", f"{shown} is UTF-16 text; TOML files are UTF-8: save it as UTF-8")
+    if b"\0" in data:
+        raise ConfigError("config", f"{shown} is a binary file (it contains NUL bytes), not TOML text")
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ConfigError("config", f"{shown} is not UTF-8 text (byte 0x{data[err.start]:02x} on line "
+                                    f"{line}); TOML files are UTF-8: save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError("config", f"{shown}: invalid TOML: {err}") from None
+    except RecursionError:
+        raise ConfigError("config", f"{shown}: invalid TOML: arrays or tables nested too deeply") from None
+    except (ValueError, MemoryError) as err:  # e.g. a 5000-digit integer
+        raise ConfigError("config", f"{shown}: unreadable value: {err or type(err).__name__}") from None
+
+
+def check_sections(raw: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` for a known section that is not a table (``run = 3``)."""
+    for name in all_sections():
+        if name in raw and not isinstance(raw[name], Mapping):
+            raise ConfigError(name, f"must be a table of keys ([{name}] and key = value lines), "
+                                    f"got {reprlib.repr(raw[name])}")
 
 
 def load_config(path: str | Path, overrides: Iterable[str | tuple[str, Any]] = ()) -> dict[str, Any]:
@@ -479,6 +593,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str | tuple[str,
                 raise ConfigError(".".join(parts[: depth + 1]),
                                   f"is not a table, cannot set {key}; set the whole value instead")
         node[parts[-1]] = value
+    check_sections(out)
     return out
 
 
@@ -525,15 +640,33 @@ def build(config: Mapping[str, Any], *, solver: bool = True, seed: int | None = 
     """
     config = resolve(config, solver=solver)
     problem = get_problem(config["model"]["problem"])
+    params = {k: v for k, v in config["model"].items() if k != "problem"}
+    demands = grid_demands(config["grid"], _saved_times(config["run"]) if solver else 0)
+    ndim = len(config["grid"]["cells"]) + int("charge_bounds" in config["grid"])
+    demands += [Demand(*d) for d in problem.memory_demands(params, ndim)]
+    if solver and config["scheme"]["name"] == "jko":
+        atoms = int(config["scheme"].get("atoms", 0))
+        demands.append(Demand("scheme.atoms", float(atoms) * BYTES_PER_CELL, f"{atoms} atoms"))
+    check_memory(demands)  # before any array of the grid is allocated
     coords = build_coordinates(config["grid"])
     problem.check_coordinates(coords)
-    params = {k: v for k, v in config["model"].items() if k != "problem"}
     model = problem.build_model(params, coords)
+    if solver:
+        method = config["scheme"]["interaction"]
+        with config_key("scheme.interaction"):
+            used = interaction_method(model.interaction, coords, method)
+        key = "scheme.interaction" if method == "dense" else "grid.cells"
+        check_memory([*demands, interaction_demand(used, coords.size, coords.ndim, key)])
     if seed is None:
         seed = config["run"]["seed"] if "run" in config else 0
     ctx = InitialContext(coords, np.random.default_rng(seed), params)
     init = initial_density(config["initial"], ctx, problem.initial_kinds())
     return Setup(config, problem, coords, model, init)
+
+
+def _saved_times(run: Mapping[str, Any]) -> int:
+    """How many snapshots a resolved ``[run]`` section saves (at most)."""
+    return int(run["t_final"] / run["save_every"]) + 2
 
 
 def describe_schema() -> str:

@@ -1,9 +1,11 @@
 """The output directory of a run: the contract every command keeps.
 
 =================== ==============================================================
-``density.h5``      density snapshots, py-pde :class:`~pde.FileStorage` (t = 0, every
-                    ``save_every``, the final time, and the last good state of a
-                    failed run)
+``density.h5``      density snapshots, py-pde :class:`~pde.FileStorage` layout (t = 0,
+                    every ``save_every``, the final time, and the last good state of a
+                    failed or interrupted run), flushed snapshot by snapshot, so that
+                    h5py and ``pde.FileStorage`` read every snapshot written before a
+                    ``kill -9``
 ``diagnostics.csv`` one row per saved time: ``t, mass, energy, free_energy,
                     min_density``, then ``risk`` (if the model has one), the moments
                     ``mean_<axis>, m2_<axis>``, then problem-specific columns; written
@@ -14,8 +16,9 @@
 ``diagnostics.png`` free energy, mass drift and minimum density against t
 =================== ==============================================================
 
-Snapshots and rows are produced by py-pde trackers fired at the save times, so the
-same interrupts drive the storage, the diagnostics and the progress bar.
+Snapshots and rows are written together by :meth:`OutputDirectory.save`, which the run's
+time loop (:mod:`ddsolve.app.timeloop`) calls at the save times; ``--resume`` reopens the
+directory with the snapshots and rows a checkpoint had seen and appends after them.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from typing import Any
 
 import numpy as np
 import pde
+from pde.tools.misc import hdf_write_attributes
 from pde.trackers.base import TrackerBase
-from pde.trackers.interrupts import FixedInterrupts
 
 __all__ = [
     "DENSITY_FILE",
@@ -48,7 +51,8 @@ __all__ = [
     "read_diagnostics",
     "DiagnosticsCSV",
     "DiagnosticsTracker",
-    "ProgressBarTracker",
+    "DurableFileStorage",
+    "truncate_snapshots",
     "show_progress",
     "OutputDirectory",
 ]
@@ -132,11 +136,31 @@ class DiagnosticsCSV:
     The columns are those of the first row; later rows must have the same keys.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, keep: int | None = None) -> None:
         self.path = Path(path)
-        self._fh = self.path.open("w", newline="")
         self._writer: csv.DictWriter | None = None
         self.rows: list[dict[str, float]] = []
+        if keep is None:
+            self._fh = self.path.open("w", newline="")
+            return
+        # resume: keep the header and the first `keep` rows, append after them
+        with self.path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            fields = reader.fieldnames
+            kept = [row for _, row in zip(range(keep), reader)]
+        if len(kept) < keep:
+            raise ValueError(f"{self.path} has {len(kept)} rows, the checkpoint saw {keep}")
+        self.rows = [{k: float(v) for k, v in row.items()} for row in kept]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("w", newline="") as fh:
+            if fields:
+                writer = csv.DictWriter(fh, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(kept)
+        os.replace(tmp, self.path)
+        self._fh = self.path.open("a", newline="")
+        if fields:
+            self._writer = csv.DictWriter(self._fh, fieldnames=fields)
 
     def write(self, row: Mapping[str, float]) -> None:
         if self._writer is None:
@@ -173,32 +197,37 @@ class DiagnosticsTracker(TrackerBase):
         self.sink.write(self.compute(field.data, t))
 
 
-class ProgressBarTracker(TrackerBase):
-    """A tqdm progress bar over simulated time on stderr, updated at the interrupts."""
+class DurableFileStorage(pde.FileStorage):
+    """py-pde's :class:`~pde.FileStorage`, made durable: the attributes (grid, field,
+    ``info``) are written when writing starts and the file is flushed after every
+    snapshot, so that a run killed at any moment leaves a file that h5py and
+    ``pde.FileStorage`` open with every snapshot written before. (py-pde writes the
+    attributes and flushes only in ``end_writing``; a killed run used to leave an
+    unreadable 96-byte file.)"""
 
-    def __init__(self, t_final: float, interrupts) -> None:
-        super().__init__(interrupts=interrupts)
-        self.t_final = float(t_final)
-        self.bar = None
+    def start_writing(self, field, info=None) -> None:
+        super().start_writing(field, info)
+        hdf_write_attributes(self._file, self.info)
+        self._file.flush()
 
-    def initialize(self, field, info=None):
-        from tqdm import tqdm
+    def _append_data(self, data, time) -> None:
+        super()._append_data(data, time)
+        if self._file is not None and self._file.id.valid:
+            hdf_write_attributes(self._file, {"data_length": self._data_length})
+            self._file.flush()
 
-        self.bar = tqdm(total=self.t_final, file=sys.stderr, unit="t", leave=False,
-                        bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}]")
-        return super().initialize(field, info)
 
-    def handle(self, field, t):
-        self.bar.n = min(float(t), self.t_final)
-        self.bar.refresh()
+def truncate_snapshots(path: str | Path, keep: int) -> None:
+    """Cut a ``density.h5`` back to its first ``keep`` snapshots (``--resume``)."""
+    import h5py
 
-    def finalize(self, info=None):
-        self.close()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+    with h5py.File(path, "a") as h5:
+        length = min(h5["times"].shape[0], json.loads(h5.attrs.get("data_length", "null")) or 10**18)
+        if length < keep:
+            raise ValueError(f"{path} has {length} snapshots, the checkpoint saw {keep}")
+        for name in ("times", "data"):
+            h5[name].resize(keep, axis=0)
+        h5.attrs["data_length"] = json.dumps(keep)
 
 
 def show_progress(requested: bool = True) -> bool:
@@ -212,27 +241,35 @@ class OutputDirectory:
     Parameters
     ----------
     path : path-like
-        The directory (created if needed; existing output files are replaced).
+        The directory (created if needed). Which earlier files may be there is the run
+        lifecycle's decision (:mod:`ddsolve.app.outdir`); this class writes its own.
     diagnostics : callable
         ``diagnostics(rho, t) -> dict``, one ``diagnostics.csv`` row.
     times : sequence of float
         Save times (snapshots and rows).
     info : dict, optional
         Stored as attributes of ``density.h5``.
+    keep : int, optional
+        Resume: keep the first ``keep`` snapshots and rows already in the directory and
+        append after them (default: start both files afresh).
     """
 
     def __init__(self, path: str | Path, diagnostics: Callable[[np.ndarray, float], dict],
-                 times: Sequence[float], info: Mapping[str, Any] | None = None) -> None:
+                 times: Sequence[float], info: Mapping[str, Any] | None = None,
+                 keep: int | None = None) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        for name in (DENSITY_FILE, DIAGNOSTICS_FILE, SUMMARY_FILE, DENSITY_FIGURE, DIAGNOSTICS_FIGURE):
-            (self.path / name).unlink(missing_ok=True)
         self.times = np.asarray(times, dtype=float)
         self.compute = diagnostics
-        self.storage = pde.FileStorage(self.path / DENSITY_FILE, info=dict(info or {}),
-                                       write_mode="truncate")
-        self.csv = DiagnosticsCSV(self.path / DIAGNOSTICS_FILE)
-        self._progress: ProgressBarTracker | None = None
+        if keep is None:
+            for name in (DENSITY_FIGURE, DIAGNOSTICS_FIGURE):
+                (self.path / name).unlink(missing_ok=True)
+        else:
+            truncate_snapshots(self.path / DENSITY_FILE, keep)
+        self.storage = DurableFileStorage(self.path / DENSITY_FILE, info=dict(info or {}),
+                                          write_mode="truncate" if keep is None else "append")
+        self.csv = DiagnosticsCSV(self.path / DIAGNOSTICS_FILE, keep)
+        self._writing = False
 
     @property
     def rows(self) -> list[dict[str, float]]:
@@ -242,33 +279,29 @@ class OutputDirectory:
     def last_saved_time(self) -> float | None:
         return self.rows[-1]["t"] if self.rows else None
 
-    def trackers(self, progress: bool = False) -> list[TrackerBase]:
-        """Storage, diagnostics and (optionally) progress trackers, firing at the save times."""
-        trackers: list[TrackerBase] = [
-            self.storage.tracker(FixedInterrupts(self.times)),
-            DiagnosticsTracker(self.compute, self.csv, FixedInterrupts(self.times)),
-        ]
-        if progress:
-            self._progress = ProgressBarTracker(float(self.times[-1]), FixedInterrupts(self.times))
-            trackers.append(self._progress)
-        return trackers
+    def start(self, state: pde.ScalarField) -> None:
+        """Open ``density.h5`` for writing (``state`` gives the grid and the data shape)."""
+        self.storage.start_writing(state)
+        self._writing = True
 
-    def record(self, state: pde.ScalarField, t: float) -> None:
-        """Save a snapshot and a row outside the trackers (the last good state of a
-        failed run), unless time ``t`` was saved already. Only while the trackers are
-        writing, i.e. after the controller initialised them and before it finalised
-        them."""
-        last = self.last_saved_time
-        if last is not None and abs(t - last) <= 1e-12 * max(1.0, abs(t)):
-            return
+    def save(self, state: pde.ScalarField, t: float) -> None:
+        """Append a snapshot and a diagnostics row at time ``t`` (both flushed)."""
         self.storage.append(state, time=t)
         self.csv.write(self.compute(state.data, t))
 
+    def record(self, state: pde.ScalarField, t: float) -> None:
+        """:meth:`save`, unless time ``t`` was saved already (the last good state of a
+        failed or interrupted run)."""
+        last = self.last_saved_time
+        if last is not None and abs(t - last) <= 1e-12 * max(1.0, abs(t)):
+            return
+        self.save(state, t)
+
     def close(self) -> None:
         """Close ``density.h5`` and ``diagnostics.csv`` (idempotent)."""
-        if self._progress is not None:
-            self._progress.close()
-        self.storage.end_writing()
+        if self._writing:
+            self.storage.end_writing()
+            self._writing = False
         self.storage.close()
         self.csv.close()
 

@@ -91,11 +91,12 @@ def example_out(description: str | None, default: str | Path,
 
 
 def run_or_exit(*args: str | Path) -> None:
-    """Run ``ddsolve ARGS... --quiet`` in process; on failure exit with its status (the
-    command has printed why)."""
+    """Run ``ddsolve ARGS... --quiet --overwrite`` in process (an example script writes its
+    directories afresh each time); on failure exit with its status (the command has printed
+    why)."""
     from ddsolve.app.cli import main
 
-    status = main([str(a) for a in args] + ["--quiet"])
+    status = main([str(a) for a in args] + ["--quiet", "--overwrite"])
     if status != 0:
         raise SystemExit(status)
 

@@ -37,6 +37,7 @@ __all__ = [
     "ConvolutionInteraction",
     "SeparableInteraction",
     "make_interaction",
+    "interaction_method",
     "quadrature_matrix",
     "INTERACTION_METHODS",
     "pack_operator",
@@ -293,9 +294,9 @@ def pack_operator(op: InteractionOperator | None, coords: Coordinates) -> tuple:
     return op.packed()
 
 
-def make_interaction(kernel: Kernel, coords: Coordinates, method: str = "auto",
-                     quadrature: int = 2) -> InteractionOperator | None:
-    """Choose and build the interaction operator (``None`` for a zero kernel).
+def interaction_method(kernel: Kernel, coords: Coordinates, method: str = "auto") -> str | None:
+    """The method :func:`make_interaction` uses for ``method`` (``None`` for a zero kernel),
+    without building anything.
 
     ``auto`` prefers separable (exact, :math:`O(rM)`), then FFT for convolution kernels
     on Cartesian grids with more than 256 cells, then dense.
@@ -304,13 +305,22 @@ def make_interaction(kernel: Kernel, coords: Coordinates, method: str = "auto",
         raise ValueError(f"interaction method must be one of {INTERACTION_METHODS}, got {method!r}")
     if kernel.is_zero:
         return None
-    if method == "auto":
-        if _separable_ok(kernel, coords):
-            method = "separable"
-        elif kernel.translation_invariant and coords.radial_dim is None and coords.size > 256:
-            method = "fft"
-        else:
-            method = "dense"
+    if method != "auto":
+        return method
+    if _separable_ok(kernel, coords):
+        return "separable"
+    if kernel.translation_invariant and coords.radial_dim is None and coords.size > 256:
+        return "fft"
+    return "dense"
+
+
+def make_interaction(kernel: Kernel, coords: Coordinates, method: str = "auto",
+                     quadrature: int = 2) -> InteractionOperator | None:
+    """Choose (:func:`interaction_method`) and build the interaction operator (``None``
+    for a zero kernel)."""
+    method = interaction_method(kernel, coords, method)
+    if method is None:
+        return None
     if method == "separable" and not _separable_ok(kernel, coords):
         raise ValueError(f"{type(kernel).__name__} has no separable form valid on these coordinates")
     cls = {"dense": DenseInteraction, "fft": ConvolutionInteraction,

@@ -61,8 +61,10 @@ def log_normal_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     lo = np.where(flip, -b, a)
     hi = np.where(flip, -a, b)
     lhi = log_ndtr(hi)
-    with np.errstate(divide="ignore"):
-        return lhi + np.log(-np.expm1(log_ndtr(lo) - lhi))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = lhi + np.log(-np.expm1(log_ndtr(lo) - lhi))
+    # a cell so far in the tail that Phi(b) underflows has mass 0 (not -inf - -inf = nan)
+    return np.where(lhi == -np.inf, -np.inf, out)
 
 
 def gaussian_cell_averages(edges: np.ndarray, mean: float, std: float) -> np.ndarray:
@@ -105,8 +107,9 @@ def chi_log_pdf(r: np.ndarray, dim: int, std: float) -> np.ndarray:
     r = np.asarray(r, dtype=float)
     d, s = float(dim), float(std)
     log_norm = (d / 2 - 1) * math.log(2.0) + gammaln(d / 2) + d * math.log(s)
+    s2 = np.float64(s) ** 2 if s < 1e150 else np.inf  # a float's s**2 would raise OverflowError
     with np.errstate(divide="ignore"):
-        return (d - 1) * np.log(r) - r**2 / (2 * s**2) - log_norm
+        return (d - 1) * np.log(r) - r**2 / (2 * s2) - log_norm
 
 
 def chi_mean(dim: int, std: float) -> float:

@@ -272,8 +272,14 @@ class Gaussian(InitialKind):
     is_law = True
 
     def log_density(self, params, ctx):
-        return gaussian_log_cell_averages(ctx.coords, params["mean"], params.get("std"),
-                                          params.get("cov"))
+        with np.errstate(all="ignore"):
+            out = gaussian_log_cell_averages(ctx.coords, params["mean"], params.get("std"),
+                                             params.get("cov"))
+        if np.any(np.isnan(out)):
+            key = "initial.cov" if "cov" in params else "initial.std"
+            raise ConfigError(key, "the Gaussian's cell averages are not finite on this grid: its width "
+                                   "is out of range for the cells")
+        return out
 
 
 class Uniform(InitialKind):
@@ -322,7 +328,8 @@ class Mixture(InitialKind):
             raise ConfigError("initial.std", f"needs 1 or {k} entries (one per component), got {len(stds)}")
         if len(weights) != k:
             raise ConfigError("initial.weights", f"needs {k} entries (one per component), got {len(weights)}")
-        w = np.asarray(weights) / np.sum(weights)
+        w = np.asarray(weights, dtype=float) / max(weights)  # no overflow of the sum
+        w = w / np.sum(w)
         parts = [math.log(w[j]) + gaussian_log_cell_averages(ctx.coords, means[j], stds[j])
                  for j in range(k)]
         return logsumexp(np.stack(parts), axis=0)

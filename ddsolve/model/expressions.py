@@ -351,6 +351,13 @@ def _finite_constants(expr: sympy.Expr, builder: _Builder) -> None:
         size = _magnitude(num)
         if size is None or size > 10**_MAX_LOG10:
             raise builder.fail("a constant beyond double precision")
+    for sub in sympy.preorder_traversal(expr):  # constant calls and powers: acos(2), (-8)**(1/3)
+        if isinstance(sub, (sympy.Function, sympy.Pow)) and not sub.free_symbols:
+            size = _magnitude(sub)
+            if size is None:
+                raise builder.fail(f"it is not real ({sub} is not a real number)")
+            if size > 10**_MAX_LOG10:
+                raise builder.fail(f"a constant beyond double precision ({sub})")
 
 
 def parse_expression(text: str, variables: Sequence[str] | None = None) -> sympy.Expr:

@@ -17,23 +17,32 @@ import numpy as np
 
 from ddsolve.model.base import Model
 from ddsolve.schema import *  # noqa: F401,F403 - the vocabulary problems are written in
-from ddsolve.schema import ConfigError, OneOf, Param, Real, ScheduleSpec, format_table, resolve_table
+from ddsolve.schema import XI, ConfigError, OneOf, Param, Real, ScheduleSpec, format_table, resolve_table
 
 if TYPE_CHECKING:  # pragma: no cover
     from ddsolve.grid.coordinates import Coordinates
     from ddsolve.grid.grid_model import GridModel
     from ddsolve.laws.initial import InitialKind
 
-__all__ = ["COMMON_PARAMS", "Problem"]
+__all__ = ["COMMON_PARAMS", "BETA", "BETA_MIN", "MAX_STRENGTH", "Problem"]
 
 
 # ---------------------------------------------------------------------------------------
 # problems
 # ---------------------------------------------------------------------------------------
+BETA_MIN = 1e-6
+"""Smallest inverse temperature: a diffusion coefficient 1/beta above 1e6 makes every time
+step vanish (and particle noise overflow)."""
+
+MAX_STRENGTH = 1e6
+"""Largest ``|theta|``, ``|kappa|`` of an interaction strength."""
+
+BETA = Real(low=BETA_MIN, allow_inf=True)
+"""An inverse temperature: a number >= :data:`BETA_MIN`, or inf (no diffusion)."""
+
 COMMON_PARAMS: tuple[Param, ...] = (
-    Param("beta", Real(low=0, low_open=True, allow_inf=True), 1.0,
-          "inverse temperature beta (TOML inf: no diffusion)"),
-    Param("xi", OneOf((Real(low=0, low_open=True), ScheduleSpec())), 1.0,
+    Param("beta", BETA, 1.0, "inverse temperature beta (TOML inf: no diffusion)"),
+    Param("xi", OneOf((XI, ScheduleSpec())), 1.0,
           "time schedule xi(t): a positive number, or {kind=\"power\", xi0, t0, p} "
           "for xi0 (1 + t/t0)^-p, or {kind=\"table\", times, values} (piecewise linear)"),
 )
@@ -84,6 +93,12 @@ class Problem:
         """``[grid]`` keys implied by the model parameters (e.g. the radial dimension of a
         two-layer problem); keys given in the config file take precedence."""
         return {}
+
+    def memory_demands(self, params: Mapping[str, Any], ndim: int) -> list[tuple[str, float, str]]:
+        """Memory the model needs beyond the grid's cell arrays, as ``(config key, bytes,
+        what for)`` (see :mod:`ddsolve.app.resources`), for resolved ``params`` on a grid
+        of ``ndim`` axes."""
+        return []
 
     def build_model(self, params: Mapping[str, Any], coords: Coordinates) -> Model:
         """The :class:`~ddsolve.model.base.Model` for resolved ``params`` on ``coords``."""

@@ -29,7 +29,7 @@ from ddsolve.model.kernels import (
     make_kernel,
 )
 from ddsolve.model.potentials import POTENTIALS, ExpressionPotential, Potential, make_potential
-from ddsolve.problems.base import Problem
+from ddsolve.problems.base import MAX_STRENGTH, Problem
 from ddsolve.schema import (
     REQUIRED,
     ConfigError,
@@ -121,7 +121,7 @@ class CurieWeiss(Problem):
            "in an external potential, by default the double well; for small temperatures the "
            "symmetric state loses stability (Dawson 1983; Desai & Zwanzig 1978).")
     params = potential_params("double-well") + (
-        Param("theta", Real(), 1.0, "interaction strength theta (> 0 attracts)"),
+        Param("theta", Real(-MAX_STRENGTH, MAX_STRENGTH), 1.0, "interaction strength theta (> 0 attracts)"),
     )
 
     def build_model(self, params, coords):
@@ -138,7 +138,7 @@ class Kuramoto(Problem):
            "Pavliotis & Schlichting, ARMA 2020). With V = 0 in 1D the uniform state loses "
            "stability at kappa beta = 2, for any L. Requires grid.periodic = true.")
     params = potential_params("zero") + (
-        Param("kappa", Real(), 1.0, "coupling strength kappa (> 0 synchronises)"),
+        Param("kappa", Real(-MAX_STRENGTH, MAX_STRENGTH), 1.0, "coupling strength kappa (> 0 synchronises)"),
     )
 
     def build_model(self, params, coords):

@@ -52,9 +52,10 @@ from ddsolve.networks.reduction import (
     TeacherReduction,
     TwoLayerReduction,
 )
-from ddsolve.problems.base import Problem
+from ddsolve.problems.base import BETA, Problem
 from ddsolve.schema import (
     REQUIRED,
+    XI,
     Choice,
     ConfigError,
     Integer,
@@ -138,6 +139,10 @@ def build_network(params: Mapping[str, Any]) -> NetworkSpec:
     return NetworkSpec(data, reduction.activation, _trains_a(params), params["kappa"])
 
 
+MAX_KERNEL_TERMS = 10_000
+"""Most series terms of a two-coordinate kernel (its Gram matrix has terms^2 entries)."""
+
+
 class _Trained(ListOf):
     """``["w"]`` or ``["w", "a"]``."""
 
@@ -199,9 +204,9 @@ class TwoLayer(Problem):
            "schedule, so t = SGD steps x eps. diagnostics.csv has the risk and the "
            "dissipation int rho |grad mu|^2 (0 at stationary states).")
     params = (
-        Param("beta", Real(low=0, low_open=True, allow_inf=True), math.inf,
+        Param("beta", BETA, math.inf,
               "inverse temperature of noisy SGD (inf: plain SGD)"),
-        Param("xi", OneOf((Real(low=0, low_open=True), ScheduleSpec())), 2.0,
+        Param("xi", OneOf((XI, ScheduleSpec())), 2.0,
               "PDE speed xi(t) = 2 xi_MMN(t) (SGD step s_k = eps xi(k eps) / 2); 2 is MMN's "
               "constant schedule"),
         Param("data", Choice(("isotropic", "anisotropic", "teacher")), "isotropic",
@@ -224,13 +229,13 @@ class TwoLayer(Problem):
         Param("outer_slopes", ListOf(Real(), 2, 2), [0.0, 0.0],
               "slopes below the first and above the last breakpoint", when=_piecewise),
         Param("trained", _Trained(), ["w"], "trained parameters: [\"w\"] or [\"w\", \"a\"]"),
-        Param("kappa", Real(low=0, low_open=True), 0.4,
+        Param("kappa", Real(0.0, 1e3, low_open=True), 0.4,
               "initialisation scale: w ~ N(0, kappa^2/d I_d) ([initial] kind = \"network\")"),
         Param("angles", Choice(ANGLE_MODES), "exact",
               "exact angle averages (every d), or their large-d limit (orthogonal neurons)"),
         Param("kernel_tol", Real(low=0, low_open=True), 1e-10,
               "relative truncation bound of the kernel's Hermite series"),
-        Param("kernel_max_terms", Integer(low=1), 4000,
+        Param("kernel_max_terms", Integer(1, MAX_KERNEL_TERMS), 4000,
               "largest number of series terms (two-coordinate models; a warning reports the "
               "bound reached if kernel_tol is not met)"),
     )
@@ -246,6 +251,12 @@ class TwoLayer(Problem):
         if not 1 <= params["s0"] < d:
             raise ConfigError("model.s0", f"must satisfy 1 <= s0 < dim = {d}, got {params['s0']}")
         return {"coordinates": "radial", "dim": [params["s0"], d - params["s0"]]}
+
+    def memory_demands(self, params, ndim):
+        if ndim < 2:
+            return []
+        terms = int(params["kernel_max_terms"])
+        return [("model.kernel_max_terms", 8.0 * terms**2, f"the Gram matrix of up to {terms} kernel terms")]
 
     def build_model(self, params, coords):
         reduction = build_reduction(params)

@@ -17,6 +17,8 @@ class SteadyCommand(Command):
     name = "steady"
     help = "find, classify and continue the stationary states of a config"
     sections = ("steady",)
+    outputs = ("states.csv", "branches.csv", "special_points.csv", "convergence.csv", "bifurcation.png",
+               "summary.json")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_run_arguments(parser, "steady", "model.beta=3.0")
@@ -30,8 +32,8 @@ class SteadyCommand(Command):
                                  "e.g. grid.cells=100,200,400,800")
 
     def run(self, args: argparse.Namespace) -> int:
-        from ddsolve.schema import ConfigError
         from ddsolve.app.config import parse_param
+        from ddsolve.schema import ConfigError
         from ddsolve.steady.config import parse_continue
         from ddsolve.steady.runner import steady
 
@@ -41,7 +43,8 @@ class SteadyCommand(Command):
             raise ConfigError("--guesses", f"must be a non-negative integer, got {args.guesses}")
         if args.param:
             return self._converge(raw, args, cont, parse_param(args.param))
-        result = steady(raw, continuation=cont, guesses=args.guesses, progress=not args.quiet)
+        result = steady(raw, continuation=cont, guesses=args.guesses, progress=not args.quiet,
+                        exists=args.exists)
         if not args.quiet:
             self._report(result, cont)
         return 0
@@ -75,7 +78,8 @@ class SteadyCommand(Command):
         answers = []
         for v in values:
             sub = base / f"{key}={v}".replace("/", "_").replace(" ", "")
-            res = steady(apply_overrides(raw, [(key, v)]), sub, continuation=cont, guesses=args.guesses)
+            res = steady(apply_overrides(raw, [(key, v)]), sub, continuation=cont, guesses=args.guesses,
+                         exists=args.exists)
             answers.append(quantities(res, cont[0] if cont else None))
         rows = order_table(key, values, answers)
         path = write_convergence(base, rows, key)

@@ -10,10 +10,10 @@ from ddsolve.schema import (
     Boolean,
     Choice,
     ConfigError,
+    FilePath,
     Integer,
     Param,
     Real,
-    Text,
     format_table,
     resolve_table,
 )
@@ -22,7 +22,7 @@ from ddsolve.steady.selfconsistency import REPRESENTATIONS
 __all__ = ["STEADY_PARAMS", "resolve_steady", "describe_steady", "parse_continue"]
 
 STEADY_PARAMS: tuple[Param, ...] = (
-    Param("out", Text("a directory path"), "runs/steady", "output directory"),
+    Param("out", FilePath(), "runs/steady", "output directory"),
     Param("representation", Choice(REPRESENTATIONS), "auto",
           "Newton unknowns: separable (rank-r coefficients), dense (potential on the grid, "
           "dense Jacobian) or matrix-free (GMRES); auto picks from the interaction"),

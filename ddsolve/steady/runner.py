@@ -117,9 +117,11 @@ def _family(raw: Mapping[str, Any], prep: Prepared, key: str, sc: SelfConsistenc
 
 def steady(raw: Mapping[str, Any], out_dir: str | Path | None = None, *,
            continuation: tuple[str, float, float] | None = None, guesses: int | None = None,
-           progress: bool = False) -> SteadyResult:
+           progress: bool = False, exists: str = "error") -> SteadyResult:
     """Find, classify and (with ``continuation = (key, start, stop)``) continue the
-    stationary states of the config ``raw``; write the output directory.
+    stationary states of the config ``raw``; write the output directory. ``exists``: what
+    to do with an earlier run's files there (:mod:`ddsolve.app.outdir`; there is no
+    checkpoint, so ``"resume"`` starts again like ``"overwrite"``).
 
     Raises
     ------
@@ -129,6 +131,7 @@ def steady(raw: Mapping[str, Any], out_dir: str | Path | None = None, *,
         After writing what was found (exit status 3).
     """
     raw = dict(raw)
+    exists = "overwrite" if exists == "resume" else exists
     if out_dir is not None:
         raw["steady"] = {**dict(raw.get("steady", {}) or {}), "out": str(out_dir)}
     if continuation is not None:
@@ -142,10 +145,10 @@ def steady(raw: Mapping[str, Any], out_dir: str | Path | None = None, *,
         if continuation is not None:
             raise ConfigError("--continue", "continuation needs a finite beta (model.beta = inf "
                                             "has no self-consistency equation)")
-        return steady_noiseless(prep)
+        return steady_noiseless(prep, exists)
     sc = _problem(prep)
     out = Path(opts["out"])
-    record = RunRecord(out, "steady.out", jsonable(prep.config), command="steady",
+    record = RunRecord(out, "steady.out", jsonable(prep.config), command="steady", exists=exists,
                        problem=prep.setup.problem.name, representation=sc.representation,
                        unknowns=sc.n, symmetry="reflection-even" if sc.basis is not None else "none")
     for old in out.glob("state_*.h5"):
@@ -218,7 +221,7 @@ def _continue(raw, prep, sc, found, continuation, result, record) -> None:
                             math.nan)
 
 
-def steady_noiseless(prep: Prepared) -> SteadyResult:
+def steady_noiseless(prep: Prepared, exists: str = "error") -> SteadyResult:
     """beta = inf: time-step the [initial] density to stationarity, certify it (supp rho
     in argmin Psi), compute the global minimum of the energy/risk over all measures on
     the grid, and classify the limit (:mod:`ddsolve.steady.noiseless`). ``states.csv``
@@ -227,7 +230,7 @@ def steady_noiseless(prep: Prepared) -> SteadyResult:
 
     opts, gm, setup = prep.options, prep.grid_model, prep.setup
     out = Path(opts["out"])
-    record = RunRecord(out, "steady.out", jsonable(prep.config), command="steady",
+    record = RunRecord(out, "steady.out", jsonable(prep.config), command="steady", exists=exists,
                        problem=setup.problem.name, beta="inf")
     for old in out.glob("state_*.h5"):
         old.unlink()

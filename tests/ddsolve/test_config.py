@@ -215,7 +215,8 @@ def test_defaults_are_filled_in():
                              "implicit": False, "rk_order": 3, "cfl": 0.9, "dt_min": 1e-14,
                              "time": "auto", "integrator": "esdirk3", "rtol": 1e-4, "atol": 1e-7,
                              "flux": "auto", "max_newton": 8}
-    assert cfg["run"] == {"t_final": 2.0, "save_every": 0.2, "out": "out", "seed": 0}
+    assert cfg["run"] == {"t_final": 2.0, "save_every": 0.2, "out": "out", "seed": 0,
+                          "checkpoint_every": 60.0, "max_steps": 10**8}
 
 
 def test_schema_tables_have_unique_documented_keys():

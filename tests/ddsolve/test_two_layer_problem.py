@@ -137,7 +137,7 @@ def test_block_reduction_agrees_with_radial_reduction():
     assert abs(a1 - b1) < 0.02 * abs(a0 - a1)  # ... by the same amount in both models
 
 
-def test_nonmonotone_stationary_states_differ():
+def test_nonmonotone_stationary_states_differ(tmp_path):
     """MMN's non-monotone activation, d = 320, Delta = 0.5: kappa = 0.4 reaches a small
     risk, kappa = 0.1 is stuck at high risk (mass at w = 0) — two different stationary
     states of the same PDE, both with vanishing dissipation."""
@@ -146,7 +146,7 @@ def test_nonmonotone_stationary_states_differ():
         cfg = _config(kappa=kappa)
         cfg["grid"] = {"r_max": 4.0, "cells": 400}
         cfg["run"] = {"t_final": 200.0, "save_every": 100.0}
-        res = run(cfg, out_dir=None)
+        res = run(cfg, out_dir=tmp_path / f"kappa_{kappa}")
         finals[kappa] = res.diagnostics[-1]
     low, high = finals[0.4]["risk"], finals[0.1]["risk"]
     assert low < 0.01 and high > 7.0, (low, high)
@@ -238,7 +238,7 @@ def test_teacher_reduction_against_sampled_data():
     assert abs(R) <= bound * red.risk_offset + 1e-9, (R, bound)
 
 
-def test_teacher_config_and_learning():
+def test_teacher_config_and_learning(tmp_path):
     """data = "teacher": (s, u) grid with the charge axis named u; the PDE from
     w ~ N(0, kappa^2/d I) learns the teacher: risk decreases monotonically to < 1e-3 of its
     start and the mean of u approaches |w*|; mass and positivity hold."""
@@ -255,7 +255,7 @@ def test_teacher_config_and_learning():
         build(cfg)
     assert err.value.key == "grid.charge_bounds"
     with pytest.warns(UserWarning, match="Hermite series truncated"):
-        res = run(_teacher_config(), out_dir=None)
+        res = run(_teacher_config(), out_dir=tmp_path / "teacher")
     rows = res.diagnostics
     risk = np.array([r["risk"] for r in rows])
     assert np.all(np.diff(risk) <= 1e-12)

@@ -37,6 +37,7 @@ class ConvergeCommand(Command):
 
     name = "converge"
     help = "convergence study: order tables as one config key is refined (--param grid.cells=100,200,400)"
+    outputs = ("convergence.csv", "convergence.md", "convergence.png", "summary.json")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_run_arguments(parser, "converge", "model.beta=2")
@@ -71,7 +72,9 @@ class ConvergeCommand(Command):
 
         from ddsolve.app.lifecycle import RunRecord
 
-        record = RunRecord(out, "converge.out", raw, command="converge", param=args.param)
+        # no checkpoint: --resume starts the study again, like --overwrite
+        exists = "overwrite" if args.exists == "resume" else args.exists
+        record = RunRecord(out, "converge.out", raw, exists=exists, command="converge", param=args.param)
         with record.running(now=lambda: None):
             study = converge(raw, key, values, out, command=args.study_command, quantities=args.quantity,
                              error=args.error, progress=progress)

@@ -89,7 +89,7 @@ def _run_one(command: str, raw: Mapping[str, Any], out: Path, steady_options: Ma
     if command == "run":
         from ddsolve.app.runner import run
 
-        res = run(raw, out)
+        res = run(raw, out, exists="overwrite")  # the study owns its runs/ tree
         final = res.summary["final"]
         answers = {k: float(v) for k, v in final.items() if k not in _SKIP}
         return Point(None, math.nan, out, answers, np.array(res.state.data, float), res.setup.coords,
@@ -99,11 +99,12 @@ def _run_one(command: str, raw: Mapping[str, Any], out: Path, steady_options: Ma
         from ddsolve.steady.runner import steady
 
         cont = steady_options.get("continuation")
-        res = steady(raw, out, continuation=cont, guesses=steady_options.get("guesses"))
+        res = steady(raw, out, continuation=cont, guesses=steady_options.get("guesses"),
+                     exists="overwrite")
         return Point(None, math.nan, out, quantities(res, cont[0] if cont else None))
     from particles.runner import run_particles
 
-    res = run_particles(raw, out)
+    res = run_particles(raw, out, exists="overwrite")
     answers = {k: float(v) for k, v in res.summary["final"].items() if k not in _SKIP}
     return Point(None, math.nan, out, answers, wall_time=res.summary.get("wall_time", math.nan))
 

@@ -13,7 +13,8 @@ processes (one thread each) by default, or the scheduler given, so the same stud
 one machine or many (the workers must see the config and ``OUT`` at the same paths).
 Results stream into ``OUT/sweep.csv`` as runs complete; a rerun skips the runs that
 finished with status 0 under the same config, command and ddsolve version, and redoes
-the others.
+the others: a ``run`` or ``particles`` run killed or interrupted on the way continues from
+its checkpoint (``--resume``), any other command starts again (``--overwrite``).
 
 Modules: :mod:`~validation.sweep.params` (``--param`` parsing, points, names, resume
 keys), :mod:`~validation.sweep.worker` (one run on a worker),

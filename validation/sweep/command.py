@@ -28,6 +28,9 @@ def _split_args(text: str) -> list[str]:
         raise ConfigError("--command-args", f"cannot split {text!r}: {err}") from None
     if any(a in ("--out", "--set", "--quiet") for a in items):
         raise ConfigError("--command-args", "--out, --set and --quiet are the sweep's own; give --set to the sweep")
+    if any(a in ("--resume", "--overwrite") for a in items):
+        raise ConfigError("--command-args", "--resume and --overwrite are the sweep's own: a redone run "
+                                            "resumes from its checkpoint (run, particles) or overwrites")
     return items
 
 

@@ -15,6 +15,14 @@ file, then ``os.replace``) after everything else, so a run killed at any moment 
 either a complete output and a marker or no marker. Any older marker is removed before
 the run starts. A failed run leaves its captured stderr in ``sweep-stderr.txt``.
 
+A run that is redone (after a failure, a kill, a Ctrl-C of the sweep) meets a directory
+holding an earlier run's files, which every command refuses by default
+(:mod:`ddsolve.app.outdir`). The worker therefore passes ``--resume`` to the commands that
+checkpoint (``run``, ``particles``: the run continues from its checkpoint, or starts
+afresh if there is none) and ``--overwrite`` to the others (``steady``, ``converge``,
+``validate``), :data:`EXISTS_FLAGS`. A directory held by a run still going on (another
+sweep into the same ``--out``) is left alone: that run fails with exit status 2.
+
 In-process runs change process-wide state (``sys.stdout``/``sys.stderr``, warning
 filters), so a worker process runs one of them at a time (a lock); give workers one
 thread each, or use ``subprocess=True`` for workers with several threads.
@@ -34,11 +42,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MARKER_FILE", "STDERR_FILE", "RunTask", "command_argv", "execute", "read_marker",
-           "final_diagnostics", "failure_message"]
+__all__ = ["MARKER_FILE", "STDERR_FILE", "EXISTS_FLAGS", "RunTask", "command_argv", "execute",
+           "read_marker", "final_diagnostics", "failure_message"]
 
 MARKER_FILE = "sweep-done.json"
 STDERR_FILE = "sweep-stderr.txt"
+EXISTS_FLAGS = {"run": "--resume", "particles": "--resume", "steady": "--overwrite",
+                "converge": "--overwrite", "validate": "--overwrite"}
+"""What a redone run does with its directory's earlier files, by command (other commands
+get no flag)."""
 
 _LOCK = threading.Lock()
 
@@ -75,8 +87,11 @@ class RunTask:
 
 
 def command_argv(task: RunTask) -> list[str]:
-    """The ``ddsolve`` arguments of ``task`` (without the program name)."""
-    argv = [task.command, task.config, *task.args, "--out", task.out_dir, "--quiet"]
+    """The ``ddsolve`` arguments of ``task`` (without the program name), with the
+    command's :data:`EXISTS_FLAGS` entry."""
+    flag = EXISTS_FLAGS.get(task.command)
+    argv = [task.command, task.config, *task.args, "--out", task.out_dir, "--quiet",
+            *([flag] if flag else [])]
     for item in task.overrides:
         argv += ["--set", item]
     return argv
@@ -124,6 +139,18 @@ def read_marker(out_dir: str | Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _in_use(out_dir: Path) -> str:
+    """The message of the lock refusal if a run holds ``out_dir``, else ``""``."""
+    from ddsolve.app.outdir import DirectoryLock
+    from ddsolve.schema import ConfigError
+
+    try:
+        DirectoryLock(out_dir, "--out").release()
+    except ConfigError as err:
+        return str(err)
+    return ""
+
+
 def _in_process(task: RunTask) -> tuple[int, str, str]:
     """Exit status, captured stderr and (for an exception) its traceback."""
     from ddsolve.app.cli import main
@@ -163,9 +190,14 @@ def execute(task: RunTask) -> dict[str, Any]:
 
     out_dir = Path(task.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (MARKER_FILE, STDERR_FILE, "summary.json"):  # never report an older run
-        (out_dir / stale).unlink(missing_ok=True)
     start = time.perf_counter()
+    busy = _in_use(out_dir)
+    if busy:  # another run holds it: touch nothing, not even its summary
+        return {"status": "failed", "exit_code": 2, "wall_time": time.perf_counter() - start,
+                "message": f"ddsolve: error: {busy}", "final": {}}
+    # never report an older run: the summary goes too (a checkpoint, if any, stays for --resume)
+    for stale in (MARKER_FILE, STDERR_FILE, "summary.json"):
+        (out_dir / stale).unlink(missing_ok=True)
     code, stderr, message = (_as_subprocess if task.subprocess else _in_process)(task)
     wall = time.perf_counter() - start
     result = {"status": "ok" if code == 0 else "failed", "exit_code": code, "wall_time": wall,

@@ -36,6 +36,7 @@ class ValidateCommand(Command):
     name = "validate"
     help = "run the PDE and the particles of one config and write a comparison report"
     sections = ("validate",)
+    outputs = ("report.md", "metrics.csv", "summary.csv", "density_particles.png", "curves.png", "summary.json")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_run_arguments(parser, "validate", "validate.seeds=5")
@@ -64,8 +65,12 @@ class ValidateCommand(Command):
 
         from .config import resolve_validate
 
+        if "particles" not in raw:  # before the directory is touched: nothing is written
+            raise ConfigError("particles", "validate needs a [particles] section")
         out = resolve_validate(raw.get("validate")).get("out")
-        record = RunRecord(out, "validate.out", raw, command="validate")
+        # no checkpoint: --resume starts the study again, like --overwrite
+        exists = "overwrite" if args.exists == "resume" else args.exists
+        record = RunRecord(out, "validate.out", raw, exists=exists, command="validate")
         with record.running(now=lambda: None):
             result = validate(raw, ns=ns, seeds=args.seeds, progress=say)
             paths = write_report(result)

@@ -20,7 +20,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ddsolve.schema import ConfigError, Integer, ListOf, Param, Real, Text, format_table, resolve_table
+from ddsolve.schema import (
+    ConfigError,
+    FilePath,
+    Integer,
+    ListOf,
+    Param,
+    Real,
+    Text,
+    format_table,
+    resolve_table,
+)
 
 __all__ = ["VALIDATE_PARAMS", "resolve_validate", "describe_validate"]
 
@@ -35,7 +45,7 @@ VALIDATE_PARAMS: tuple[Param, ...] = (
     Param("floor_repeats", Integer(low=0), None, "i.i.d. samples per (N, t) for the sampling floor "
                                                  "(default: seeds; 0: no floor)"),
     Param("histogram_bins", Integer(low=2), 60, "bins of the particle histograms in the figure"),
-    Param("out", Text("a directory path"), "runs/validate", "output directory; --out overrides"),
+    Param("out", FilePath(), "runs/validate", "output directory; --out overrides"),
     Param("tolerance", None, None, "table metric = max: pass when the seed mean at the largest N is "
                                    "at most max at every comparison time"),
     Param("slope", None, None, "table metric = [low, high]: pass when the fitted slope vs N is inside"),

@@ -187,7 +187,7 @@ def validate(raw: Mapping[str, Any], out_dir: str | Path | None = None, *, ns: S
     from ddsolve.app.runner import run
 
     say = progress or (lambda msg: None)
-    pde = run(base, out / "pde")
+    pde = run(base, out / "pde", exists="overwrite")  # the study owns its subdirectories
     say(f"PDE: t = {t_final:g} in {pde.summary['wall_time']:.2f} s")
     pde_out = load_run(out / "pde")
     coords = pde.setup.coords
@@ -211,7 +211,7 @@ def validate(raw: Mapping[str, Any], out_dir: str | Path | None = None, *, ns: S
     for n in ns_:
         for seed in seed_list:
             cfg = apply_overrides(base, [("particles.n", n), ("particles.seed", seed)])
-            res = run_particles(cfg, out / "particles" / f"n{n}-seed{seed}")
+            res = run_particles(cfg, out / "particles" / f"n{n}-seed{seed}", exists="overwrite")
             snaps = load_particles(res.out_dir)
             diag = {k: np.array([r[k] for r in res.rows], float) for k in res.rows[0]}
             part_diag[(n, seed)] = diag

@@ -47,13 +47,14 @@ from ddsolve.schemes.fv.kernels import STATUS_DT, STATUS_NAN, STATUS_NEGATIVE, S
 from ddsolve.schemes.fv.pde import DistributionalDynamicsPDE
 from ddsolve.schemes.fv.ssprk import SolverFailure
 from ddsolve.schemes.fv.tableaux import TABLEAUX, get_tableau
+from ddsolve.schemes.stepping import Resumable
 
 __all__ = ["AdaptiveFVSolver", "ark_advance", "STATUS_STEPS"]
 
 STATUS_STEPS = 4
 _MESSAGES = {STATUS_NAN: "non-finite density (NaN or inf)",
              STATUS_DT: "time step collapsed below dt_min (Newton failures or error test)",
-             STATUS_NEGATIVE: "negative density", STATUS_STEPS: "step budget max_steps exhausted"}
+             STATUS_NEGATIVE: "negative density", STATUS_STEPS: "step budget exhausted (run.max_steps)"}
 # counters: steps, rejected (error), failed (Newton / negative), newton its, linear its,
 # energy increases;  state: err_prev, F_prev, dt_proposal
 _C_STEPS, _C_REJ, _C_FAIL, _C_NEWTON, _C_LIN, _C_ENERGY = range(6)
@@ -260,7 +261,7 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
     return STATUS_OK, t
 
 
-class AdaptiveFVSolver(SolverBase):
+class AdaptiveFVSolver(Resumable, SolverBase):
     """Error-controlled ESDIRK / IMEX stepping of the finite-volume scheme (module doc).
 
     Parameters
@@ -331,8 +332,8 @@ class AdaptiveFVSolver(SolverBase):
 
     def make_stepper(self, state, dt=None):
         eq: DistributionalDynamicsPDE = self.pde
-        counters = np.zeros(6, dtype=np.int64)
-        fstate = np.array([1.0, np.inf, 0.0, 0.0, 0.0])
+        self._counters = counters = np.zeros(6, dtype=np.int64)
+        self._fstate = fstate = np.array([1.0, np.inf, 0.0, 0.0, 0.0])
         tab = self.tableau.packed()
         rho0 = np.ascontiguousarray(np.asarray(state.data, dtype=float).reshape(eq.shape2d))
         mass = float(np.sum(rho0)) * self.prob[8]
@@ -351,14 +352,18 @@ class AdaptiveFVSolver(SolverBase):
             rho = np.ascontiguousarray(np.asarray(state.data, dtype=float).reshape(eq.shape2d))
             if fstate[2] == 0.0 and first is not None:
                 fstate[2] = first  # otherwise estimated in compiled code
+            # a pause is the step budget of this call; the run's budget stays max_steps
+            budget = min(solver.max_steps, int(counters[0]) + solver._pause_limit())
             ctrl = (solver.rtol, solver.atol, solver.dt_min, solver.dt_max, newton_tol,
-                    float(solver.max_newton), solver.adaptive, solver.max_steps,
+                    float(solver.max_newton), solver.adaptive, budget,
                     solver.check_energy, solver.tableau.imex)
             status, t = ark_advance(rho, float(t_start), float(t_end), tab, solver.prob, ctrl,
                                     solver.work, solver.stage_work, counters, fstate)
             state.data[...] = rho.reshape(state.data.shape)
             solver.info.update(zip(_COUNTER_NAMES, counters.tolist()))
             solver.info["dt_last"] = float(fstate[2])
+            if status == STATUS_STEPS and budget < solver.max_steps:
+                return float(t)  # paused
             if status != STATUS_OK:
                 cause = _MESSAGES[status]
                 raise SolverFailure(f"{cause} at t={t:.6g} (after {counters[0]} steps, next "
@@ -366,6 +371,20 @@ class AdaptiveFVSolver(SolverBase):
             return float(t)
 
         return stepper
+
+    def checkpoint_state(self) -> dict:
+        # the controller's memory (last error, free energy, next step, first-same-as-last
+        # flag and time), the counters, and the cached rate of the last stage
+        return {"counters": self._counters.copy(), "fstate": self._fstate.copy(),
+                "fsal_rate": self.stage_work[0][0].copy(), "fsal_rate_explicit": self.stage_work[1][0].copy()}
+
+    def restore_state(self, data) -> None:
+        self._counters[:] = data["counters"]
+        self._fstate[:] = data["fstate"]
+        self.stage_work[0][0][...] = data["fsal_rate"]
+        self.stage_work[1][0][...] = data["fsal_rate_explicit"]
+        self.info.update(zip(_COUNTER_NAMES, self._counters.tolist()))
+        self.info["dt_last"] = float(self._fstate[2])
 
 
 INTEGRATORS = tuple(TABLEAUX)

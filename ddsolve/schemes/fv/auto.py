@@ -62,7 +62,7 @@ def choose_time(grid_model, options: Mapping[str, Any], rho0: np.ndarray | None 
     eq = DistributionalDynamicsPDE(grid_model, order=1)
     diffusion = diffusion_bound(eq, cfl=float(options.get("cfl") or 0.9))
     if t_span is not None:
-        n_explicit = int(np.ceil(t_span / diffusion))
+        n_explicit = int(np.ceil(t_span / diffusion)) if diffusion > 0 else 2**63
         if n_explicit <= EXPLICIT_STEPS_MAX:
             return "explicit", (f"the run needs only {n_explicit} explicit steps at the diffusion "
                                 f"bound dt <= {diffusion:.3g}")

@@ -28,14 +28,14 @@ from pde.solvers.base import SolverBase
 from ddsolve.schemes.fv import newton as nw
 from ddsolve.schemes.fv.pde import DistributionalDynamicsPDE
 from ddsolve.schemes.fv.ssprk import SolverFailure
-from ddsolve.schemes.stepping import march
+from ddsolve.schemes.stepping import Resumable, march
 
 __all__ = ["FLUXES", "ImplicitEulerSolver"]
 
 FLUXES = ("upwind", "logmean")
 
 
-class ImplicitEulerSolver(SolverBase):
+class ImplicitEulerSolver(Resumable, SolverBase):
     """Backward Euler or BDF2 with Newton on the implicit finite-volume system.
 
     Parameters
@@ -136,8 +136,30 @@ class ImplicitEulerSolver(SolverBase):
                 raise SolverFailure(f"Newton did not converge at t={t:.6g} even with dt={dt:.3g}",
                                     t=t, cause="Newton failure")
 
-            march(float(t_start), float(t_end), self.dt, attempt, dt_min=self.dt_min, fail=fail)
+            t, _ = march(float(t_start), float(t_end), self.dt, attempt, dt_min=self.dt_min, fail=fail,
+                         max_steps=self._pause_limit())
             state.data[...] = now["rho"].reshape(shape)
-            return float(t_end)
+            return float(t)
 
         return stepper
+
+    _COUNTERS = ("steps", "newton_iterations", "retries")
+
+    def estimate_steps(self, data, t0: float, t_span: float) -> tuple[float, str] | None:
+        return float(t_span) / self.dt, f"the fixed step scheme.dt = {self.dt:.3g}"
+
+    def checkpoint_state(self) -> dict:
+        out = {name: int(self.info[name]) for name in self._COUNTERS}
+        out["dt"] = self.dt
+        if self._history is not None:
+            out.update(history_t=self._history[0], history_rho=self._history[1],
+                       history_dt=self._history[2])
+        return out
+
+    def restore_state(self, data) -> None:
+        self.info.update({name: int(data[name]) for name in self._COUNTERS})
+        self.dt = float(data["dt"])
+        self._history = None
+        if "history_rho" in data:
+            self._history = (float(data["history_t"]), np.array(data["history_rho"], dtype=float),
+                             float(data["history_dt"]))

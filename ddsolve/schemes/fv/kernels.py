@@ -376,16 +376,18 @@ def rk_step(rho, t, dt_cap, table, inter, V, log_m, temperature, sched, geom, sc
 
 
 @nb.njit(cache=True)
-def advance(rho, t, t_end, dt_max, table, inter, V, log_m, temperature, sched, geom, scheme, work):
-    """Step from ``t`` to exactly ``t_end``.
+def advance(rho, t, t_end, dt_max, table, inter, V, log_m, temperature, sched, geom, scheme, work,
+            max_steps):
+    """Step from ``t`` to exactly ``t_end``, or pause after ``max_steps`` steps.
 
     Returns ``(status, t, steps, dt_last, limited_cells)``; on failure ``rho`` holds the
-    last good state and ``t`` its time.
+    last good state and ``t`` its time. Each step depends only on ``(rho, t, t_end)``, so
+    pausing and calling again takes the same steps.
     """
     steps = 0
     limited = 0
     dt_last = 0.0
-    while t < t_end:
+    while t < t_end and steps < max_steps:
         remaining = t_end - t
         status, dt, lim = rk_step(rho, t, min(dt_max, remaining), table, inter, V, log_m,
                                   temperature, sched, geom, scheme, work)

@@ -18,6 +18,7 @@ from pde.solvers.base import SolverBase
 from ddsolve.failures import NumericalFailure
 from ddsolve.schemes.fv.kernels import SSP_TABLES, STATUS_MESSAGES, STATUS_OK, advance, as_2d, make_workspace
 from ddsolve.schemes.fv.pde import DistributionalDynamicsPDE
+from ddsolve.schemes.stepping import Resumable
 
 __all__ = ["SolverFailure", "SSPRKSolver"]
 
@@ -28,7 +29,7 @@ class SolverFailure(NumericalFailure):
     copy: find it in ``controller.diagnostics["last_state"]``)."""
 
 
-class SSPRKSolver(SolverBase):
+class SSPRKSolver(Resumable, SolverBase):
     """Adaptive SSP Runge–Kutta stepping of the finite-volume scheme.
 
     Parameters
@@ -73,7 +74,7 @@ class SSPRKSolver(SolverBase):
             rho = np.ascontiguousarray(as_2d(state.data))
             status, t, steps, dt_last, limited = advance(
                 rho, float(t_start), float(t_end), dt_max, table, eq.inter, eq.V2, eq.log_m2,
-                eq.temperature, eq.sched, eq.geom, scheme, work)
+                eq.temperature, eq.sched, eq.geom, scheme, work, self._pause_limit())
             state.data[...] = rho.reshape(state.data.shape)
             self.info["steps"] += int(steps)
             self.info["limited_cells"] += int(limited)
@@ -87,3 +88,24 @@ class SSPRKSolver(SolverBase):
             return float(t)
 
         return stepper
+
+    def estimate_steps(self, data, t0: float, t_span: float) -> tuple[float, str] | None:
+        """From the first step's bound (one step taken on a copy of ``data``)."""
+        eq: DistributionalDynamicsPDE = self.pde
+        rho = np.array(as_2d(np.asarray(data, dtype=float)), dtype=float, order="C")
+        status, _, _, dt, _ = advance(
+            rho, float(t0), float(t0) + float(t_span), self.dt_max, SSP_TABLES[self.rk_order], eq.inter,
+            eq.V2, eq.log_m2, eq.temperature, eq.sched, eq.geom, eq.scheme_tuple(self.cfl, 0.0),
+            make_workspace(eq.shape2d, eq.two_d), 1)
+        if status != STATUS_OK or not dt > 0:
+            return None  # one step covers the run, or the first step fails (reported when run)
+        return float(t_span) / dt, f"the first step's CFL/diffusion bound dt = {dt:.3g}"
+
+    def checkpoint_state(self) -> dict:
+        # a step depends on the state and the time only: the counters are all there is
+        return {"steps": int(self.info["steps"]), "limited_cells": int(self.info["limited_cells"]),
+                "dt_last": self.info["dt_last"] if self.info["dt_last"] is not None else -1.0}
+
+    def restore_state(self, data) -> None:
+        self.info.update(steps=int(data["steps"]), limited_cells=int(data["limited_cells"]),
+                         dt_last=None if float(data["dt_last"]) < 0 else float(data["dt_last"]))

@@ -23,12 +23,11 @@ from typing import Any
 
 import numpy as np
 from pde.solvers.base import SolverBase
-from pde.trackers.base import TrackerBase
 
 from ddsolve.failures import NumericalFailure
-from ddsolve.schemes.stepping import march
+from ddsolve.schemes.stepping import Resumable, march
 
-__all__ = ["JKOSolver", "JKOFailure", "QuantileTracker", "QUANTILE_FILE"]
+__all__ = ["JKOSolver", "JKOFailure", "QuantileFile", "QUANTILE_FILE"]
 
 QUANTILE_FILE = "quantiles.h5"
 _GAUSS = np.polynomial.legendre.leggauss(4)
@@ -48,7 +47,7 @@ class _Placeholder:
         self.method = method
 
 
-class JKOSolver(SolverBase):
+class JKOSolver(Resumable, SolverBase):
     r"""Minimising-movement stepping of a JKO ``method`` (Lagrangian or finite volume).
 
     Parameters
@@ -111,16 +110,16 @@ class JKOSolver(SolverBase):
         state.data[...] = method.density(self.lagrangian_state).reshape(state.data.shape)
         self.info.update(steps=0, rejected=0, inner_iterations=0, max_inner_iterations=0,
                          energy_increases=0, jko_violations=0, max_violation=0.0, dt_last=None)
-        history: list = [None]  # (time, previous state, previous tau) for BDF2
-        current = [self.dt]
-        energy = [method.free_energy(self.lagrangian_state)]  # F of the current state
+        self._history = None  # (time, previous state, previous tau) for BDF2
+        self._current = self.dt
+        self._energy = method.free_energy(self.lagrangian_state)  # F of the current state
 
         def stepper(state, t_start: float, t_end: float) -> float:
             shape = state.data.shape
-            now = {"y": self.lagrangian_state, "F": energy[0]}
+            now = {"y": self.lagrangian_state, "F": self._energy}
 
             def attempt(t: float, dt: float, t_new: float) -> bool:
-                y, tau, hist = now["y"], self.step_length(t, dt), history[0]
+                y, tau, hist = now["y"], self.step_length(t, dt), self._history
                 previous = None
                 if self.time_order == 2 and hist is not None and hist[0] == t:
                     previous = (hist[1], hist[2])
@@ -133,7 +132,7 @@ class JKOSolver(SolverBase):
                     return False
                 F_new = info["free_energy"] if "free_energy" in info else method.free_energy(new)
                 self._check(now["F"], F_new, info["distance2"], tau, previous is not None)
-                history[0] = (t_new, y, tau)
+                self._history = (t_new, y, tau)
                 now.update(y=new, F=F_new)
                 self.info["steps"] += 1
                 self.info["dt_last"] = dt
@@ -144,13 +143,42 @@ class JKOSolver(SolverBase):
                 raise JKOFailure(f"JKO inner solver failed at t={t:.6g} ({now['reason']}) even with "
                                  f"dt={dt:.3g}", t=t, cause="inner solver failure")
 
-            current[0] = march(float(t_start), float(t_end), current[0], attempt, dt_min=self.dt_min,
-                               fail=fail, dt_max=self.dt_max, growth=self.growth)
-            self.lagrangian_state, energy[0] = now["y"], now["F"]
+            try:
+                t, self._current = march(float(t_start), float(t_end), self._current, attempt,
+                                         dt_min=self.dt_min, fail=fail, dt_max=self.dt_max,
+                                         growth=self.growth, max_steps=self._pause_limit())
+            finally:
+                self.lagrangian_state, self._energy = now["y"], now["F"]
             state.data[...] = method.density(now["y"]).reshape(shape)
-            return float(t_end)
+            return float(t)
 
         return stepper
+
+    _COUNTERS = ("steps", "rejected", "inner_iterations", "max_inner_iterations", "energy_increases",
+                 "jko_violations", "max_violation", "dt_last")
+
+    def estimate_steps(self, data, t0: float, t_span: float) -> tuple[float, str] | None:
+        return float(t_span) / self.dt_max, f"at least t_span / dt_max, dt_max = {self.dt_max:.3g}"
+
+    def checkpoint_state(self) -> dict:
+        out = {name: self.info[name] for name in self._COUNTERS if self.info.get(name) is not None}
+        out.update(lagrangian_state=np.array(self.lagrangian_state), current_dt=self._current,
+                   energy=self._energy)
+        if self._history is not None:
+            out.update(history_t=self._history[0], history_y=np.array(self._history[1]),
+                       history_tau=self._history[2])
+        return out
+
+    def restore_state(self, data) -> None:
+        self.info.update({name: data[name].item() if hasattr(data[name], "item") else data[name]
+                          for name in self._COUNTERS if name in data})
+        self.lagrangian_state = np.array(data["lagrangian_state"], dtype=float)
+        self._current = float(data["current_dt"])
+        self._energy = float(data["energy"])
+        self._history = None
+        if "history_y" in data:
+            self._history = (float(data["history_t"]), np.array(data["history_y"], dtype=float),
+                             float(data["history_tau"]))
 
     def _check(self, F_old: float, F_new: float, d2: float, tau: float, bdf2: bool) -> None:
         tol = self.check_tol * max(1.0, abs(F_old))
@@ -161,29 +189,33 @@ class JKOSolver(SolverBase):
             self.info["jko_violations"] += 1
         self.info["max_violation"] = max(self.info["max_violation"], excess / max(1.0, abs(F_old)))
 
-    def output_trackers(self, path, interrupts) -> list[TrackerBase]:
-        """``quantiles.h5`` with the atoms at the save times (Lagrangian method only)."""
+    def output_savers(self, path, keep: int | None = None) -> list[QuantileFile]:
+        """``quantiles.h5`` with the atoms at the save times (Lagrangian method only);
+        ``keep``: resume after the first ``keep`` rows of an existing file."""
         if not hasattr(self.method, "levels"):
             return []
-        return [QuantileTracker(self, Path(path) / QUANTILE_FILE, interrupts)]
+        return [QuantileFile(self, Path(path) / QUANTILE_FILE, keep)]
 
 
-class QuantileTracker(TrackerBase):
+class QuantileFile:
     """Writes the Lagrangian state to ``quantiles.h5`` at the save times, flushed per row:
     datasets ``t`` (n_t,), ``atoms`` (n_t, N), ``free_energy`` (n_t,) and, fixed,
     ``masses`` and ``levels`` (N,)."""
 
-    def __init__(self, solver: JKOSolver, path, interrupts) -> None:
-        super().__init__(interrupts=interrupts)
-        self.solver = solver
-        self.path = path
-        self.file = None
-
-    def initialize(self, field, info=None):
+    def __init__(self, solver: JKOSolver, path, keep: int | None = None) -> None:
         import h5py
 
-        method = self.solver.method
+        self.solver = solver
+        self.path = Path(path)
+        method = solver.method
         n = method.n_atoms
+        if keep is not None:
+            self.file = h5py.File(self.path, "a")
+            if self.file["t"].shape[0] < keep:
+                raise ValueError(f"{self.path} has {self.file['t'].shape[0]} rows, the checkpoint saw {keep}")
+            for name in ("t", "atoms", "free_energy"):
+                self.file[name].resize(keep, axis=0)
+            return
         self.file = h5py.File(self.path, "w")
         self.file.attrs["description"] = ("atoms y_i (positions of the quantile function at the mass "
                                           "levels s_i) of the Lagrangian JKO scheme")
@@ -192,9 +224,9 @@ class QuantileTracker(TrackerBase):
         self.file.create_dataset("t", shape=(0,), maxshape=(None,), dtype=float)
         self.file.create_dataset("atoms", shape=(0, n), maxshape=(None, n), dtype=float, chunks=(1, n))
         self.file.create_dataset("free_energy", shape=(0,), maxshape=(None,), dtype=float)
-        return super().initialize(field, info)
+        self.file.flush()
 
-    def handle(self, field, t):
+    def save(self, field, t: float) -> None:
         y = self.solver.lagrangian_state
         if y is None:
             y = self.solver.method.initial_state(np.asarray(field.data, dtype=float))
@@ -205,9 +237,6 @@ class QuantileTracker(TrackerBase):
         self.file["atoms"].resize((k + 1, y.size))
         self.file["atoms"][k] = y
         self.file.flush()
-
-    def finalize(self, info=None):
-        self.close()
 
     def close(self) -> None:
         if self.file is not None:
