@@ -12,7 +12,7 @@ Measured, for the Curie-Weiss flagship (double well, theta = 1, beta = 3, 300 ce
 * ``timeloop``: :class:`ddsolve.app.timeloop.TimeLoop` with pauses every ~0.2 s, a
   flushed snapshot at every save time, no checkpoint (``checkpoint_every = inf``);
 * ``timeloop+ckpt``: the same with a checkpoint (``checkpoint.npz``, fsync) every 0.05 s,
-  about 40 times more often than the default of 60 s, to make its cost visible.
+  1200 times more often than the default of 60 s, to make its cost visible.
 
 Interleaved rounds, median of ``--repeats``; the ratio is time / controller. Run
 ``python benchmarks/bench_runloop.py`` (about a minute) or ``--quick``.

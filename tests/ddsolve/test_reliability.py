@@ -11,7 +11,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from ddsolve.model import DoubleWellPotential
 from ddsolve.model.kernels import QuadraticKernel
 from ddsolve.schema import ConfigError
 from ddsolve.schemes import make_stepper
+from tests.helpers import start_command, wait_until_locked
 
 TINY = """
 [model]
@@ -366,24 +366,12 @@ def test_an_adaptive_run_that_cannot_finish_within_the_budget_stops_early(tmp_pa
 # --- signals and kill -9, in a subprocess -------------------------------------------------
 
 def _start(config: Path, out: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ddsolve", "run", str(config), "--out", str(out),
-                             "--quiet", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "CI": "true"})
+    return start_command("run", config, out, *extra)
 
 
-def _wait_for(out: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+def _wait_for(out: Path, proc: subprocess.Popen) -> None:
     """Until ``proc`` holds the lock on ``out`` and has opened its density.h5 (it steps)."""
-    end = time.monotonic() + timeout
-    while True:
-        try:
-            held = json.loads((out / ".ddsolve.lock").read_text()).get("pid") == proc.pid
-        except (OSError, ValueError):
-            held = False
-        if held and (out / "density.h5").exists():
-            return
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < end
-        time.sleep(0.02)
+    wait_until_locked(out, proc, also="density.h5")
 
 
 def _wait_for_checkpoint(out: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:

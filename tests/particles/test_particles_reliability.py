@@ -31,6 +31,7 @@ from particles import runner
 from particles.base import ParticleFailure
 from particles.runner import build_dynamics, run_particles
 from particles.storage import load_particles
+from tests.helpers import start_command, wait_until_locked
 
 OU = """
 [model]
@@ -448,23 +449,12 @@ def test_a_directory_in_use_is_refused(tmp_path, capsys):
 # --- subprocesses: kill -9 and SIGTERM ---------------------------------------------------------
 
 def _start(config: Path, out: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ddsolve", "particles", str(config), "--out", str(out),
-                             "--quiet", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "CI": "true"})
+    return start_command("particles", config, out, *extra)
 
 
-def _wait_until_stepping(out: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+def _wait_until_stepping(out: Path, proc: subprocess.Popen) -> None:
     """Until ``proc`` holds the directory's lock (it is past its imports and about to step)."""
-    end = time.monotonic() + timeout
-    while True:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            if json.loads((out / ".ddsolve.lock").read_text() or "{}").get("pid") == proc.pid:
-                return
-        except (OSError, ValueError):
-            pass
-        assert time.monotonic() < end
-        time.sleep(0.01)
+    wait_until_locked(out, proc)
 
 
 def _complete_rows(path: Path) -> list[str]:
