@@ -75,6 +75,20 @@ def _wnorm(e, y0, y1, rtol, atol):
 
 
 @nb.njit(cache=True, error_model="numpy")
+def _combine(out, base, w, K, n, scale):
+    """``out = base + scale * sum_{j<n} w[j] K[j]`` in one pass (terms with ``w[j] = 0``
+    skipped; ``base`` may be None for zero)."""
+    n0, n1 = out.shape
+    for i in range(n0):
+        for jj in range(n1):
+            acc = 0.0 if base is None else base[i, jj]
+            for j in range(n):
+                if w[j] != 0.0:
+                    acc += scale * w[j] * K[j, i, jj]
+            out[i, jj] = acc
+
+
+@nb.njit(cache=True, error_model="numpy")
 def _clip_within_tolerance(y, ref, rtol, atol):
     """Set negative values of ``y`` to zero and restore its sum by a scalar, provided the
     negative part is within the error tolerance (weighted RMS norm at most one, weights
@@ -168,12 +182,9 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
                 state[3] = 1.0
                 state[4] = t
                 continue
-            tmp[:] = y0
-            for j in range(i):
-                if AI[i, j] != 0.0:
-                    tmp += (h * AI[i, j]) * kI[j]
-                if imex and AE[i, j] != 0.0:
-                    tmp += (h * AE[i, j]) * kE[j]
+            _combine(tmp, y0, AI[i], kI, i, h)
+            if imex:
+                _combine(tmp, tmp, AE[i], kE, i, h)
             # a negative explicit part of the stage: within the tolerance it is clipped
             # (mass kept), beyond it the step is refused
             if not _clip_within_tolerance(tmp, y0, rtol, atol):
@@ -196,19 +207,12 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
         if ok and imex:
             # rho^{n+1} = z_s + h sum_j (b_j - aE_sj) kE_j: the implicit part is stiffly
             # accurate, the explicit one is not
-            for j in range(s):
-                w = h * (b[j] - AE[s - 1, j])
-                if w != 0.0:
-                    z += w * kE[j]
+            _combine(z, z, b - AE[s - 1], kE, s, h)
             ok = _clip_within_tolerance(z, y0, rtol, atol)
         if ok:
-            err[:] = 0.0
-            for j in range(s):
-                w = h * (b[j] - bhat[j])
-                if w != 0.0:
-                    err += w * kI[j]
-                    if imex:
-                        err += w * kE[j]
+            _combine(err, None, b - bhat, kI, s, h)
+            if imex:
+                _combine(err, err, b - bhat, kE, s, h)
             enorm = _wnorm(err, y0, z, rtol, atol)
             if not math.isfinite(enorm):
                 ok = False

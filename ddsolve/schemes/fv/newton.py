@@ -32,6 +32,12 @@ therefore tridiagonal along every axis (cyclic on periodic axes), and the nonloc
   the alternating-line factorisation :math:`(a_0I - sJ_x)(I - \tfrac{s}{a_0}J_y)` of the
   local part (exact in 1D), matrix-free in the nonlocal part.
 
+The tridiagonal lines are factorised once per linear solve (Thomas, without pivoting; a
+vanishing or non-finite pivot fails the solve, and the step is retried smaller) and the
+factors are applied to every right-hand side: the Woodbury columns and each GMRES iteration cost only
+a forward and a back substitution. The face loop that evaluates :math:`L_h` fills the
+Jacobian entries in the same pass.
+
 **Positivity.** With diffusion the Newton update is additive where it keeps at least half
 of a cell's density and multiplicative, :math:`\rho\leftarrow\rho\,e^{\delta/\rho}` (the
 update of :math:`\log\rho`), where it would remove more, so iterates stay positive. After
@@ -87,7 +93,8 @@ def make_problem(eq, flux: str, nonlocal_implicit: bool = True) -> tuple:
 
 def make_newton_workspace(eq) -> tuple:
     """Arrays reused by the kernels for the grid of ``eq``: 25 grid arrays, 4 corner
-    vectors, the GMRES and Woodbury blocks (one row per separable term)."""
+    vectors, the GMRES and Woodbury blocks (one row per separable term), and the factors
+    of the tridiagonal lines."""
     n0, n1 = eq.shape2d
     rank = eq.inter[3].shape[0] if eq.inter[0] == KIND_SEPARABLE else 0
     M = n0 * n1
@@ -96,8 +103,12 @@ def make_newton_workspace(eq) -> tuple:
     m = GMRES_RESTART
     r = max(rank, 1)
     blocks = (np.zeros((m + 1, M)), np.zeros((m, M)), np.zeros((m + 1, m)),
-              np.zeros((r, M)), np.zeros((r, M)))
-    return grids, corners, blocks
+              np.zeros((r, M)), np.zeros((r, M)), np.zeros((r, r)), np.zeros(r))
+    # factors of the tridiagonal lines (x: c, 1/pivot, cyclic column; y: the same), the
+    # cyclic corrections per line, and scratch
+    lines = tuple(np.zeros((n0, n1)) for _ in range(6)) + (
+        np.zeros((2, n1)), np.zeros((2, n0)), np.zeros(max(n0, n1)))
+    return grids, corners, blocks, lines
 
 
 # ---------------------------------------------------------------------------------------
@@ -121,44 +132,72 @@ def _log_mean(a, b, la, lb, ia, ib):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _axis_faces(rho, logr, invr, q, h, periodic, xi, T, logmean, F, aL, aR, dg):
-    """Fluxes and derivatives of the faces along axis 0: face ``f`` joins cells ``f`` and
-    ``f + 1`` (``n0 - 1`` joins ``n0 - 1`` and 0 on a periodic axis). ``logr`` and
-    ``invr`` hold log and reciprocal of the floored densities."""
+def _axis_faces(rho, psi, log_m, logr, invr, h, periodic, xi, T, logmean, fill_logs, aL, aR,
+                dg, out):
+    """One pass over the faces along axis 0: face ``f`` joins cells ``f`` and ``f + 1``
+    (``n0 - 1`` joins ``n0 - 1`` and 0 on a periodic axis). Adds the divergence of the
+    fluxes to ``out`` and stores their derivatives ``aL, aR, dg``. With ``fill_logs`` the
+    logarithms and reciprocals of the floored densities are computed into ``logr, invr``
+    on the way (the first axis), otherwise read from them."""
     n0, n1 = rho.shape
     inv_h = 1.0 / h
     nf = n0 if periodic else n0 - 1
     for j in range(n1):
+        if fill_logs:
+            r0 = max(rho[0, j], DENSITY_FLOOR)
+            logr[0, j] = math.log(r0)
+            invr[0, j] = 1.0 / r0
+        la, ia = logr[0, j], invr[0, j]
+        if T == 0.0:
+            qa = psi[0, j]
+        elif logmean:
+            qa = psi[0, j] - T * log_m[0, j]
+        else:
+            qa = psi[0, j] + T * (la - log_m[0, j])
         for f in range(nf):
-            i = f
             k = f + 1 if f + 1 < n0 else 0
-            g = (q[k, j] - q[i, j]) * inv_h
-            rl, rr = rho[i, j], rho[k, j]
+            if fill_logs and k > 0:
+                rk = max(rho[k, j], DENSITY_FLOOR)
+                logr[k, j] = math.log(rk)
+                invr[k, j] = 1.0 / rk
+            lb, ib = logr[k, j], invr[k, j]
+            if T == 0.0:
+                qb = psi[k, j]
+            elif logmean:
+                qb = psi[k, j] - T * log_m[k, j]
+            else:
+                qb = psi[k, j] + T * (lb - log_m[k, j])
+            g = (qb - qa) * inv_h
+            rl, rr = rho[f, j], rho[k, j]
             if logmean:
                 a = max(rl, DENSITY_FLOOR)
                 b = max(rr, DENSITY_FLOOR)
-                lam, la, lb = _log_mean(a, b, logr[i, j], logr[k, j], invr[i, j], invr[k, j])
-                F[f, j] = -xi * (lam * g + T * (rr - rl) * inv_h)
-                aL[f, j] = -xi * (la * g - T * inv_h)
-                aR[f, j] = -xi * (lb * g + T * inv_h)
+                lam, da, db = _log_mean(a, b, la, lb, ia, ib)
+                F = -xi * (lam * g + T * (rr - rl) * inv_h)
+                aL[f, j] = -xi * (da * g - T * inv_h)
+                aR[f, j] = -xi * (db * g + T * inv_h)
                 dg[f, j] = -xi * lam
             else:
                 u = -xi * g
                 if u > 0.0:
-                    F[f, j] = u * rl
+                    F = u * rl
                     aL[f, j] = u
                     aR[f, j] = 0.0
                     d = -xi * rl
                 else:
-                    F[f, j] = u * rr
+                    F = u * rr
                     aL[f, j] = 0.0
                     aR[f, j] = u
                     d = -xi * rr
                 dg[f, j] = d
                 if T > 0.0:
                     c = d * inv_h * T
-                    aL[f, j] -= c * invr[i, j]
-                    aR[f, j] += c * invr[k, j]
+                    aL[f, j] -= c * ia
+                    aR[f, j] += c * ib
+            w = F * inv_h
+            out[k, j] += w
+            out[f, j] -= w
+            la, ia, qa = lb, ib, qb
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -202,35 +241,21 @@ def implicit_rate(rho, t, prob, work, with_nonlocal, out):
     the IMEX splitting)."""
     inter, V, log_m, T, code, params, geom, logmean, vol, has_nl, lin = prob
     g = work[0]
-    q, logr, psi = g[0], g[1], g[2]
-    Fx, aLx, aRx, dgx, Fy, aLy, aRy, dgy = g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10]
+    logr, psi = g[1], g[2]
+    aLx, aRx, dgx, aLy, aRy, dgy = g[4], g[5], g[6], g[8], g[9], g[10]
     hx, hy, px, py = geom
     n0, n1 = rho.shape
     xi = schedule_value(code, params, t)
     if with_nonlocal and inter[0] != KIND_NONE:
         compute_psi(inter, rho, V, psi)
     else:
-        psi[:] = V
+        psi = V
     invr = g[24]
-    for i in range(n0):
-        for j in range(n1):
-            r = max(rho[i, j], DENSITY_FLOOR)
-            lr = math.log(r)
-            logr[i, j] = lr
-            invr[i, j] = 1.0 / r
-            if T > 0.0:
-                if logmean:
-                    q[i, j] = psi[i, j] - T * log_m[i, j]
-                else:
-                    q[i, j] = psi[i, j] + T * (lr - log_m[i, j])
-            else:
-                q[i, j] = psi[i, j]
-            out[i, j] = 0.0
-    _axis_faces(rho, logr, invr, q, hx, px, xi, T, logmean, Fx, aLx, aRx, dgx)
-    _axis_divergence(Fx, hx, px, out)
+    out[:] = 0.0
+    _axis_faces(rho, psi, log_m, logr, invr, hx, px, xi, T, logmean, True, aLx, aRx, dgx, out)
     if n1 > 1:
-        _axis_faces(rho.T, logr.T, invr.T, q.T, hy, py, xi, T, logmean, Fy.T, aLy.T, aRy.T, dgy.T)
-        _axis_divergence(Fy.T, hy, py, out.T)
+        _axis_faces(rho.T, psi.T, log_m.T, logr.T, invr.T, hy, py, xi, T, logmean, False, aLy.T,
+                    aRy.T, dgy.T, out.T)
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -290,88 +315,125 @@ def _axis_tridiag(aL, aR, h, periodic, diag_shift, s, sub, dia, sup, clo, chi):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _thomas(sub, dia, sup, r, x, c):
-    """Solve a tridiagonal system (no pivoting); ``c`` is scratch. False if a pivot vanishes."""
+def _line_factor(sub, dia, sup, clo, chi, c, ib, zc, u):
+    """LU (Thomas) factorisation of one tridiagonal line, no pivoting: ``c[i] = sup[i-1]
+    ib[i-1]`` and the reciprocal pivots ``ib``. A cyclic line (corners ``chi = A[0,n-1]``,
+    ``clo = A[n-1,0]``) is factorised as the tridiagonal matrix plus a rank-one term
+    (Sherman–Morrison, with ``gam = -dia[0]``): ``zc`` receives the solve of the rank-one
+    column (``u`` is scratch). Returns ``(ok, gam, den)``; a vanishing pivot gives ok False."""
     n = dia.size
-    ib = 1.0 / dia[0]
-    acc = ib
-    x[0] = r[0] * ib
-    for i in range(1, n):
-        ci = sup[i - 1] * ib
-        c[i] = ci
-        ib = 1.0 / (dia[i] - sub[i] * ci)
-        acc += ib
-        x[i] = (r[i] - sub[i] * x[i - 1]) * ib
-    for i in range(n - 2, -1, -1):
-        x[i] -= c[i + 1] * x[i + 1]
-    return math.isfinite(acc)  # a vanishing pivot shows up as inf/nan
-
-
-@nb.njit(cache=True, error_model="numpy")
-def _line_solve(sub, dia, sup, clo, chi, r, x, c, z, u):
-    """Solve one (cyclic) tridiagonal line: corners ``chi = A[0,n-1]``, ``clo = A[n-1,0]``
-    by Sherman–Morrison on the Thomas algorithm. ``c, z, u`` are scratch."""
-    n = dia.size
-    if clo == 0.0 and chi == 0.0:
-        return _thomas(sub, dia, sup, r, x, c)
-    gam = -dia[0]
-    d0, d1 = dia[0], dia[n - 1]
-    dia[0] = d0 - gam
-    dia[n - 1] = d1 - clo * chi / gam
-    ok = _thomas(sub, dia, sup, r, x, c)
+    cyclic = clo != 0.0 or chi != 0.0
+    gam = -dia[0] if cyclic else 0.0
+    d0 = dia[0] - gam
+    acc = 0.0
+    for i in range(n):
+        d = d0 if i == 0 else dia[i]
+        if cyclic and i == n - 1:
+            d -= clo * chi / gam
+        if i > 0:
+            c[i] = sup[i - 1] * ib[i - 1]
+            d -= sub[i] * c[i]
+        ib[i] = 1.0 / d
+        acc += ib[i]
+    if not math.isfinite(acc):
+        return False, gam, 0.0
+    if not cyclic:
+        return True, gam, 1.0
     u[:] = 0.0
     u[0] = gam
     u[n - 1] = clo
-    ok = ok and _thomas(sub, dia, sup, u, z, c)
-    dia[0], dia[n - 1] = d0, d1
-    if not ok:
-        return False
-    den = 1.0 + z[0] + chi * z[n - 1] / gam
-    if den == 0.0:
-        return False
-    fac = (x[0] + chi * x[n - 1] / gam) / den
-    for i in range(n):
-        x[i] -= fac * z[i]
-    return True
+    _line_apply(sub, c, ib, u, zc)
+    den = 1.0 + zc[0] + chi * zc[n - 1] / gam
+    return den != 0.0 and math.isfinite(den), gam, den
+
+
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def _line_apply(sub, c, ib, r, x):
+    """Forward and back substitution with the factors of :func:`_line_factor`."""
+    n = ib.size
+    x[0] = r[0] * ib[0]
+    for i in range(1, n):
+        x[i] = (r[i] - sub[i] * x[i - 1]) * ib[i]
+    for i in range(n - 2, -1, -1):
+        x[i] -= c[i + 1] * x[i + 1]
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _axis_solve(sub, dia, sup, clo, chi, r, x, scratch):
-    """Solve every line along axis 0 of 2D arrays (``scratch`` has shape ``(3, n0)``)."""
-    n0, n1 = r.shape
+def _axis_factor(sub, dia, sup, clo, chi, c, ib, zc, cyc, u):
+    """Factorise every line along axis 0 of the 2D band arrays; ``cyc[0] = gam``,
+    ``cyc[1] = den`` per line (cyclic lines only). False if a pivot vanishes."""
+    n1 = dia.shape[1]
     ok = True
     for j in range(n1):
-        ok = ok and _line_solve(sub[:, j], dia[:, j], sup[:, j], clo[j], chi[j],
-                                r[:, j], x[:, j], scratch[0], scratch[1], scratch[2])
+        okj, gam, den = _line_factor(sub[:, j], dia[:, j], sup[:, j], clo[j], chi[j], c[:, j],
+                                     ib[:, j], zc[:, j], u)
+        cyc[0, j] = gam
+        cyc[1, j] = den
+        ok = ok and okj
     return ok
 
 
 @nb.njit(cache=True, error_model="numpy")
+def _axis_apply(sub, c, ib, zc, cyc, clo, chi, r, x):
+    """Solve every line along axis 0 with the factors of :func:`_axis_factor`."""
+    n0, n1 = r.shape
+    for j in range(n1):
+        xj = x[:, j]
+        _line_apply(sub[:, j], c[:, j], ib[:, j], r[:, j], xj)
+        if clo[j] != 0.0 or chi[j] != 0.0:
+            gam = cyc[0, j]
+            fac = (xj[0] + chi[j] * xj[n0 - 1] / gam) / cyc[1, j]
+            for i in range(n0):
+                xj[i] -= fac * zc[i, j]
+
+
+@nb.njit(cache=True, error_model="numpy")
 def _factor_lines(prob, work, a0, s):
-    """Tridiagonal lines of the preconditioner ``(a0 I - s J_x)(I - s/a0 J_y)``."""
+    """Factorised tridiagonal lines of the preconditioner ``(a0 I - s J_x)(I - s/a0 J_y)``
+    (exact in 1D). False if a pivot vanishes."""
     geom = prob[6]
-    g, cr = work[0], work[1]
-    n1 = g[0].shape[1]
+    g, cr, lines = work[0], work[1], work[3]
+    n0, n1 = g[0].shape
     _axis_tridiag(g[4], g[5], geom[0], geom[2], a0, s, g[11], g[12], g[13], cr[0], cr[1])
+    if n1 == 1:  # one contiguous line
+        ok, gam, den = _line_factor(g[11].reshape(n0), g[12].reshape(n0), g[13].reshape(n0),
+                                    cr[0][0], cr[1][0], lines[0].reshape(n0), lines[1].reshape(n0),
+                                    lines[2].reshape(n0), lines[8][:n0])
+        lines[6][0, 0] = gam
+        lines[6][1, 0] = den
+        return ok
+    ok = _axis_factor(g[11], g[12], g[13], cr[0], cr[1], lines[0], lines[1], lines[2], lines[6],
+                      lines[8][:n0])
     if n1 > 1:
         _axis_tridiag(g[8].T, g[9].T, geom[1], geom[3], 1.0, s / a0, g[14].T, g[15].T, g[16].T,
                       cr[2], cr[3])
+        ok = ok and _axis_factor(g[14].T, g[15].T, g[16].T, cr[2], cr[3], lines[3].T, lines[4].T,
+                                 lines[5].T, lines[7], lines[8][:n1])
+    return ok
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _precondition(r, x, work, scratch_x, scratch_y):
-    """``x = P^{-1} r`` with the alternating-line factorisation (exact in 1D)."""
-    g, cr = work[0], work[1]
-    n1 = r.shape[1]
-    if n1 == 1:
-        return _axis_solve(g[11], g[12], g[13], cr[0], cr[1], r, x, scratch_x)
+def _precondition(r, x, work):
+    """``x = P^{-1} r`` with the lines factorised by :func:`_factor_lines`."""
+    g, cr, lines = work[0], work[1], work[3]
+    n0, n1 = r.shape
+    if n1 == 1:  # one contiguous line
+        xf = x.reshape(n0)
+        _line_apply(g[11].reshape(n0), lines[0].reshape(n0), lines[1].reshape(n0), r.reshape(n0), xf)
+        clo, chi = cr[0][0], cr[1][0]
+        if clo != 0.0 or chi != 0.0:
+            zc = lines[2].reshape(n0)
+            fac = (xf[0] + chi * xf[n0 - 1] / lines[6][0, 0]) / lines[6][1, 0]
+            for i in range(n0):
+                xf[i] -= fac * zc[i]
+        return
     tmp = g[20]
-    ok = _axis_solve(g[11], g[12], g[13], cr[0], cr[1], r, tmp, scratch_x)
-    return ok and _axis_solve(g[14].T, g[15].T, g[16].T, cr[2], cr[3], tmp.T, x.T, scratch_y)
+    _axis_apply(g[11], lines[0], lines[1], lines[2], lines[6], cr[0], cr[1], r, tmp)
+    _axis_apply(g[14].T, lines[3].T, lines[4].T, lines[5].T, lines[7], cr[2], cr[3], tmp.T, x.T)
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _gmres(rhs, x, prob, work, a0, s, with_nonlocal, rtol, max_restarts, scratch_x, scratch_y):
+def _gmres(rhs, x, prob, work, a0, s, with_nonlocal, rtol, max_restarts):
     """Right-preconditioned restarted GMRES for ``(a0 I - s J) x = rhs`` (``x = 0`` start).
     Returns ``(converged, iterations)``."""
     g, blocks = work[0], work[2]
@@ -408,8 +470,7 @@ def _gmres(rhs, x, prob, work, a0, s, with_nonlocal, rtol, max_restarts, scratch
         for k in range(m):
             its += 1
             zk = Zb[k]
-            if not _precondition(Vb[k].reshape(n0, n1), zk.reshape(n0, n1), work, scratch_x, scratch_y):
-                return False, its
+            _precondition(Vb[k].reshape(n0, n1), zk.reshape(n0, n1), work)
             jacobian_matvec(zk.reshape(n0, n1), prob, work, with_nonlocal, Av)
             w = Vb[k + 1]
             for i in range(M):
@@ -459,11 +520,11 @@ def linear_solve(rhs, x, prob, work, a0, s, with_nonlocal):
     inter, lin = prob[0], prob[10]
     g, blocks = work[0], work[2]
     n0, n1 = rhs.shape
-    scratch_x = np.empty((3, n0))
-    scratch_y = np.empty((3, n1))
-    _factor_lines(prob, work, a0, s)
+    if not _factor_lines(prob, work, a0, s):
+        return False, 1
     if lin == LIN_THOMAS or (lin == LIN_SMW and not with_nonlocal):
-        return _precondition(rhs, x, work, scratch_x, scratch_y), 1
+        _precondition(rhs, x, work)
+        return True, 1
     if lin == LIN_SMW:
         # A = D + P Q^T with D the lines, P = -s W (W_k = G^T dg G f_k), Q_k = vol g_k
         kind, vol, K, Fs, Gs, Khat, fft_shape = inter
@@ -473,33 +534,64 @@ def linear_solve(rhs, x, prob, work, a0, s, with_nonlocal):
         for k in range(r):
             wk = Wb[k].reshape(n0, n1)
             wk[:] = 0.0
-            _nonlocal_column(g[6], Fs[k].reshape(n0, n1), geom[0], geom[2], wk)
-            wk *= -s
-            if not _precondition(wk, Zb[k].reshape(n0, n1), work, scratch_x, scratch_y):
-                return False, 1
-        if not _precondition(rhs, x, work, scratch_x, scratch_y):
-            return False, 1
-        S = np.eye(r)
-        qy = np.empty(r)
+            _nonlocal_column(g[6], Fs[k].reshape(n0, n1), geom[0], geom[2], g[3], wk)
+            for i in range(n0 * n1):
+                Wb[k, i] *= -s
+            _precondition(wk, Zb[k].reshape(n0, n1), work)
+        _precondition(rhs, x, work)
+        S, qy = blocks[5], blocks[6]
         xf = x.reshape(n0 * n1)
         for a in range(r):
             qy[a] = vol * np.dot(Gs[a], xf)
             for b in range(r):
-                S[a, b] += vol * np.dot(Gs[a], Zb[b])
-        coef = np.linalg.solve(S, qy)
+                S[a, b] = (a == b) + vol * np.dot(Gs[a], Zb[b])
+        if not _small_solve(S, qy):
+            return False, 1
         for b in range(r):
-            xf -= coef[b] * Zb[b]
+            cb = qy[b]
+            for i in range(n0 * n1):
+                xf[i] -= cb * Zb[b, i]
         return True, 1
-    return _gmres(rhs, x, prob, work, a0, s, with_nonlocal, 1e-10, 20, scratch_x, scratch_y)
+    return _gmres(rhs, x, prob, work, a0, s, with_nonlocal, 1e-10, 20)
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _nonlocal_column(dg, w, h, periodic, out):
-    """``out += G^T dg G w`` along axis 0 (one column of the nonlocal Jacobian factor)."""
+def _small_solve(S, b):
+    """Solve ``S y = b`` in place (``b`` receives ``y``) by Gaussian elimination with partial
+    pivoting; for the r x r capacitance matrix of the Woodbury formula (r = the separable
+    rank, a handful). False if ``S`` is singular."""
+    r = b.size
+    for k in range(r):
+        p = k
+        for i in range(k + 1, r):
+            if abs(S[i, k]) > abs(S[p, k]):
+                p = i
+        if S[p, k] == 0.0 or not math.isfinite(S[p, k]):
+            return False
+        if p != k:
+            for j in range(r):
+                S[k, j], S[p, j] = S[p, j], S[k, j]
+            b[k], b[p] = b[p], b[k]
+        for i in range(k + 1, r):
+            f = S[i, k] / S[k, k]
+            for j in range(k, r):
+                S[i, j] -= f * S[k, j]
+            b[i] -= f * b[k]
+    for k in range(r - 1, -1, -1):
+        acc = b[k]
+        for j in range(k + 1, r):
+            acc -= S[k, j] * b[j]
+        b[k] = acc / S[k, k]
+    return True
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _nonlocal_column(dg, w, h, periodic, F, out):
+    """``out += G^T dg G w`` along axis 0 (one column of the nonlocal Jacobian factor; ``F``
+    is face scratch)."""
     n0, n1 = out.shape
     inv_h = 1.0 / h
     nf = n0 if periodic else n0 - 1
-    F = np.empty((nf, n1))
     for j in range(n1):
         for f in range(nf):
             k = f + 1 if f + 1 < n0 else 0
@@ -556,11 +648,11 @@ def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rat
             for j in range(n1):
                 d = delta[i, j]
                 if positive:
-                    ratio = d / z[i, j]
-                    if ratio >= -0.5:
-                        z[i, j] = max(z[i, j] + d, DENSITY_FLOOR)
+                    zi = z[i, j]
+                    if d >= -0.5 * zi:
+                        z[i, j] = max(zi + d, DENSITY_FLOOR)
                     else:
-                        z[i, j] = max(z[i, j] * math.exp(max(ratio, -10.0)), DENSITY_FLOOR)
+                        z[i, j] = max(zi * math.exp(max(d / zi, -10.0)), DENSITY_FLOOR)
                 else:
                     z[i, j] += d
     return False, max_iter, lin_its
