@@ -203,9 +203,11 @@ SCHEME_PARAMS: tuple[Param, ...] = (
     Param("time_order", Choice((1, 2)), 1,
           "1: backward Euler / JKO; 2: BDF2 / variational BDF2 (jko: Lagrangian method only)",
           when=_time_order),
-    Param("flux", Choice(("auto", "upwind", "logmean")), lambda p: "upwind" if p.get("implicit") else "auto",
-          "implicit face flux: first-order upwind (any beta) or the second-order log-mean "
-          "flux (finite beta); auto: log-mean with diffusion, upwind without",
+    Param("flux", Choice(("auto", "upwind", "logmean", "sg")),
+          lambda p: "upwind" if p.get("implicit") else "auto",
+          "implicit face flux: first-order upwind (any beta), or the second-order log-mean or "
+          "Scharfetter-Gummel (sg) flux (finite beta); auto: upwind without diffusion, else sg "
+          "when the implicit operator is linear (no interaction, or time = imex), log-mean otherwise",
           default_doc="upwind (implicit = true), auto (time)", when=_newton),
     Param("newton_tol", Real(low=0, low_open=True), 1e-10, "Newton tolerance (L1 norm of the residual)",
           when=_implicit),

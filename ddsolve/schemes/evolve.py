@@ -66,8 +66,9 @@ def evolve(
     implicit : bool
         Newton-based implicit stepping (:class:`~ddsolve.schemes.fv.implicit.ImplicitEulerSolver`),
         with ``time_order`` 1 (backward Euler) or 2 (BDF2) and face ``flux`` ``"upwind"``
-        (first order, its default) or ``"logmean"`` (second order, finite beta). For
-        ``time="implicit"``/``"imex"`` the default is ``"auto"`` (log-mean with diffusion).
+        (first order, its default), ``"logmean"`` or ``"sg"`` (second order, finite beta).
+        For ``time="implicit"``/``"imex"`` the default is ``"auto"`` (see
+        :class:`~ddsolve.schemes.fv.adaptive.AdaptiveFVSolver`).
     tracker : optional
         Anything py-pde's ``Controller`` accepts as ``tracker`` (the run then goes through
         the ``Controller``; without one the stepper is called directly).

@@ -14,7 +14,7 @@ from ddsolve.grid.faces import Faces
 from ddsolve.grid.grid_model import DENSITY_FLOOR
 from ddsolve.schemes.fv.pde import DistributionalDynamicsPDE
 
-FLUXES = ("upwind", "logmean")
+FLUXES = ("upwind", "logmean", "sg")
 
 
 def log_mean(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -36,6 +36,19 @@ def log_mean(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     return lam, da, db
 
 
+def bernoulli(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r""":math:`B(x) = x/(e^x-1)` and :math:`B'(x) = (e^x - 1 - x e^x)/(e^x-1)^2` (Taylor
+    series to :math:`O(x^5)` for :math:`|x| < 0.05`)."""
+    near = np.abs(x) < 0.05
+    xs = np.where(near, 1.0, x)
+    em = np.expm1(xs)
+    B = np.where(near, 1 - x / 2 + x**2 / 12 - x**4 / 720, xs / em)
+    with np.errstate(over="ignore", invalid="ignore"):
+        dB = (em - xs * np.exp(xs)) / em**2
+    dB = np.where(near, -0.5 + x / 6 - x**3 / 180 + x**5 / 5040, np.nan_to_num(dB))
+    return B, dB
+
+
 class ImplicitFVOperator:
     """The finite-volume operator :math:`L_h` on flattened cell values and its exact
     Jacobian, with the ``"upwind"`` or ``"logmean"`` face flux (module doc).
@@ -50,15 +63,16 @@ class ImplicitFVOperator:
     eq : DistributionalDynamicsPDE
         Supplies the grid model (cell potentials, interaction, temperature, schedule).
     flux : str
-        ``"upwind"`` or ``"logmean"`` (the latter needs a finite ``beta``).
+        ``"upwind"``, ``"logmean"`` or ``"sg"`` (Scharfetter-Gummel); the last two need a
+        finite ``beta``.
     """
 
     def __init__(self, eq: DistributionalDynamicsPDE, flux: str = "upwind") -> None:
         if flux not in FLUXES:
             raise ValueError(f"implicit flux must be one of {FLUXES}, got {flux!r}")
         gm = eq.grid_model
-        if flux == "logmean" and gm.temperature == 0:
-            raise ValueError("the 'logmean' flux needs diffusion (finite beta); use 'upwind'")
+        if flux != "upwind" and gm.temperature == 0:
+            raise ValueError(f"the {flux!r} flux needs diffusion (finite beta); use 'upwind'")
         self.eq, self.gm, self.flux = eq, gm, flux
         coords = gm.coords
         M = coords.size
@@ -83,7 +97,7 @@ class ImplicitFVOperator:
 
     def _phi(self, rho: np.ndarray) -> np.ndarray:
         r""":math:`\Psi + \beta^{-1}\log(\rho/m)` (upwind) or
-        :math:`\Psi - \beta^{-1}\log m` (log-mean), without :math:`\xi`."""
+        :math:`\Psi - \beta^{-1}\log m` (log-mean, Scharfetter-Gummel), without :math:`\xi`."""
         phi = self.gm.psi(rho.reshape(self.gm.coords.shape)).ravel()
         if self.T > 0:
             if self.flux == "upwind":
@@ -101,6 +115,15 @@ class ImplicitFVOperator:
             u = -xi * g
             F = np.maximum(u, 0.0) * rL + np.minimum(u, 0.0) * rR
             return F, np.maximum(u, 0.0), np.minimum(u, 0.0), -xi * np.where(u > 0, rL, rR)
+        if self.flux == "sg":
+            # F = xi T/h (B(x) rho_L - B(-x) rho_R), x = h g / T; dL, dR are the full
+            # derivatives here (the diffusion is inside B)
+            x = g / (self.T * self.inv_h)
+            B, dB = bernoulli(x)
+            Bm, dBm = bernoulli(-x)
+            c = xi * self.T * self.inv_h
+            F = c * (B * rL - Bm * rR)
+            return F, c * B, -c * Bm, xi * (dB * rL + dBm * rR)
         lam, la, lb = log_mean(rL, rR)
         F = -xi * (lam * g + self.T * (rR - rL) * self.inv_h)
         return F, -xi * la * g, -xi * lb * g, -xi * lam
@@ -119,7 +142,7 @@ class ImplicitFVOperator:
             inv_rho = 1.0 / np.maximum(rho, DENSITY_FLOOR)
             a = dL - dg * self.inv_h * self.T * inv_rho[self.L]
             b = dR + dg * self.inv_h * self.T * inv_rho[self.R]
-        elif self.T > 0:
+        elif self.T > 0 and self.flux == "logmean":
             a = dL + xi * self.T * self.inv_h
             b = dR - xi * self.T * self.inv_h
         else:

@@ -92,7 +92,7 @@ def _cases():
     }
 
 
-@pytest.mark.parametrize("flux", ["upwind", "logmean"])
+@pytest.mark.parametrize("flux", ["upwind", "logmean", "sg"])
 @pytest.mark.parametrize("case", list(_cases()))
 def test_compiled_operator_jacobian_and_solve_match_reference(case, flux):
     gm = _cases()[case]()
@@ -121,6 +121,53 @@ def test_compiled_operator_jacobian_and_solve_match_reference(case, flux):
     assert np.abs(x.ravel() - exact).max() <= 1e-8 * np.abs(exact).max()
     expected = {"local-1d": nw.LIN_THOMAS, "periodic-1d": nw.LIN_THOMAS, "separable-1d": nw.LIN_SMW}
     assert prob[10] == expected.get(case, nw.LIN_GMRES)
+
+
+def _generic(solver):
+    """The same solver with its (linear) implicit operator treated by the general Newton
+    iteration instead of the direct linear stage solve."""
+    assert solver.prob[11]
+    solver.prob = solver.prob[:11] + (False,)
+    return solver
+
+
+@pytest.mark.parametrize("case", ["ou", "ou-2d", "power-schedule", "imex-weak"])
+def test_linear_stage_solve_matches_newton(case):
+    """The ``sg`` flux with Psi = V is linear: its stages are one direct solve with cached
+    factors. The trajectory must be the Newton iteration's, also when xi(t) changes
+    between stages (the cache is refreshed) and when the explicit interaction rate of an
+    IMEX method overwrites the face coefficients in between."""
+    from ddsolve.model.schedule import Schedule
+
+    method, t = "esdirk3", 1.0
+    if case == "ou":
+        gm = _ou(80)
+    elif case == "ou-2d":
+        gm = GridModel(Model(potential=ExpressionPotential("x**2 + y**4", ndim=2), beta=0.7, ndim=2),
+                       cartesian([[-2, 2], [-2, 2]], [14, 12]))
+    elif case == "power-schedule":
+        gm = GridModel(Model(potential=QuadraticPotential(1.0), beta=1.0, xi=Schedule.power(2.0, 0.1, 1.0)),
+                       cartesian([-6, 6], 80))
+    else:
+        gm, method, t = _weak(80), "ark3", 0.5
+    rho0 = (_rho0(gm, 1.0, 0.5) if gm.coords.ndim == 1 else np.ones(gm.coords.shape))
+    runs = []
+    for generic in (False, True):
+        solver = AdaptiveFVSolver(DistributionalDynamicsPDE(gm, order=1), method, rtol=1e-5, atol=1e-8,
+                                  flux="sg")
+        if generic:
+            _generic(solver)
+        state = gm.coords.field(np.array(rho0, dtype=float))
+        assert solver.make_stepper(state)(state, 0.0, t) == t
+        runs.append((state.data.copy(), dict(solver.info)))
+    (a, ia), (b, ib) = runs
+    assert ia["steps"] == ib["steps"] and ia["rejected"] == ib["rejected"]
+    # one direct solve per implicit stage of every attempted step
+    stages = TABLEAUX[method].stages
+    assert ia["failed"] == 0
+    assert ia["newton_iterations"] == (stages - 1) * (ia["steps"] + ia["rejected"])
+    assert _l1(gm, a, b) < 1e-9 * _l1(gm, a, 0 * a), _l1(gm, a, b)
+    assert abs(a.sum() - rho0.sum()) < 1e-13 * rho0.sum() and a.min() >= 0
 
 
 def test_newton_iteration_at_1000_cells_is_tens_of_microseconds():
@@ -160,7 +207,9 @@ def test_observed_order_in_time(method, order, case):
     # with fixed steps rtol/atol only set how negative a stage may be before it is clipped
     # (mass kept) or, beyond that, the step halved: clipping at atol changes the solution by
     # O(atol h), so it is kept well below the errors measured here
-    tol = {"rtol": 1e-5, "atol": 1e-8}
+    # one spatial scheme for the reference and the runs (scheme.flux = auto would give the
+    # IMEX pairs "sg" and the fully implicit methods with interaction "logmean")
+    tol = {"rtol": 1e-5, "atol": 1e-8, "flux": "logmean" if case == "cw" else "sg"}
     ref, _ = _run(gm, rho0, t, "esdirk4", dt=t / 512, adaptive=False, **tol)
     errs, steps = [], [16, 32, 64]
     for n in steps:
@@ -175,12 +224,14 @@ def test_observed_order_in_time(method, order, case):
 # --- error control ------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["trbdf2", "esdirk3", "esdirk4", "ark3"])
 def test_error_follows_the_tolerance(method):
-    gm = _weak(80) if method.startswith("ark") else _cw(80)
+    imex = method.startswith("ark")
+    gm = _weak(80) if imex else _cw(80)
     rho0 = _rho0(gm, 0.3, 0.5)
-    ref, _ = _run(gm, rho0, 2.0, "esdirk4", dt=1 / 1024, adaptive=False)
+    flux = "sg" if imex else "logmean"  # the default of each, for the reference as well
+    ref, _ = _run(gm, rho0, 2.0, "esdirk4", dt=1 / 1024, adaptive=False, flux=flux)
     errs, steps = [], []
     for rtol in (1e-3, 1e-5, 1e-7):
-        rho, info = _run(gm, rho0, 2.0, method, rtol=rtol, atol=rtol * 1e-2)
+        rho, info = _run(gm, rho0, 2.0, method, rtol=rtol, atol=rtol * 1e-2, flux=flux)
         errs.append(_l1(gm, rho, ref))
         steps.append(info["steps"])
     assert steps[0] < steps[1] < steps[2]
@@ -215,12 +266,13 @@ def test_mass_positivity_and_free_energy_decay(method, problem):
         assert info["steps"] < 200  # the explicit bound would need ~1e4 steps to t = 20
 
 
-def test_large_steps_reach_the_discrete_gibbs_state():
+@pytest.mark.parametrize("flux", ["logmean", "sg"])
+def test_large_steps_reach_the_discrete_gibbs_state(flux):
     gm = _ou(100)
-    rho, info = _run(gm, _rho0(gm, 1.0, 0.5), 200.0, "esdirk3", rtol=1e-4, atol=1e-8)
+    rho, info = _run(gm, _rho0(gm, 1.0, 0.5), 200.0, "esdirk3", rtol=1e-4, atol=1e-8, flux=flux)
     gibbs = np.exp(-gm.V)
     gibbs /= gibbs.sum() * gm.coords.cell_volume
-    assert _l1(gm, rho, gibbs) < 1e-6  # the log-mean scheme's Gibbs state is exact
+    assert _l1(gm, rho, gibbs) < 1e-6  # both schemes keep the discrete Gibbs state exactly
     assert info["dt_last"] > 1e3 * diffusion_bound(DistributionalDynamicsPDE(gm, order=1))
 
 
@@ -254,7 +306,8 @@ def test_two_dimensional_implicit_run():
     rho0 = np.ones(gm.coords.shape) / 12.0
     a, info = _run(gm, rho0, 0.5, "esdirk3", rtol=1e-6, atol=1e-8)
     assert info["linear_solver"] == "gmres" and info["failed"] == 0
-    ref, _ = evolve(gm, rho0, 0.5, implicit=True, dt=2e-3, time_order=2, flux="logmean")
+    assert info["flux"] == "sg"  # no interaction: the linear flux, and its direct stage solves
+    ref, _ = evolve(gm, rho0, 0.5, implicit=True, dt=2e-3, time_order=2, flux="sg")
     assert _l1(gm, a, ref) < 1e-4
     assert abs(a.sum() - rho0.sum()) < 1e-13 * rho0.sum() and a.min() > 0
     assert info["energy_increases"] == 0
@@ -273,9 +326,13 @@ def test_auto_rule():
     assert choose_time(gm, {"time": "imex"}, None, 10.0) == ("imex", "requested (scheme.time)")
     rho, info = evolve(gm, _rho0(gm, 1.0, 0.5), 20.0, time="auto")
     assert info["time"] == "implicit" and info["class"] == "AdaptiveFVSolver"
-    # the second-order log-mean flux unless asked otherwise (evolve's legacy flux default
-    # "upwind" belongs to implicit=True only)
-    assert info["flux"] == "logmean"
+    # a second-order flux unless asked otherwise (evolve's legacy flux default "upwind"
+    # belongs to implicit=True only): Scharfetter-Gummel where the implicit operator is
+    # linear, log-mean where the interaction makes it nonlinear
+    assert info["flux"] == "sg"
+    cw = _cw(60)
+    assert evolve(cw, _rho0(cw, 0.3, 0.5), 1.0, time="implicit")[1]["flux"] == "logmean"
+    assert evolve(cw, _rho0(cw, 0.3, 0.5), 0.2, time="imex")[1]["flux"] == "sg"
     assert evolve(gm, _rho0(gm, 1.0, 0.5), 1.0, time="implicit", flux="upwind")[1]["flux"] == "upwind"
 
 
@@ -299,13 +356,15 @@ def test_run_command_prints_and_records_the_choice(tmp_path, capsys):
     assert abs(summary["final"]["mass"] - 1.0) < 1e-12
 
 
-def test_spatial_order_of_the_implicit_path_is_two():
+@pytest.mark.parametrize("flux", ["logmean", "sg"])
+def test_spatial_order_of_the_implicit_path_is_two(flux):
     """Against the exact OU solution, with the time error far below the space error."""
     errs, hs = [], []
     for M in (40, 80, 160):
         gm = _ou(M)
         e = gm.coords.axes[0].edges
-        rho, _ = _run(gm, gaussian_cell_averages(e, 1.0, 0.5), 1.0, "esdirk4", rtol=1e-9, atol=1e-12)
+        rho, _ = _run(gm, gaussian_cell_averages(e, 1.0, 0.5), 1.0, "esdirk4", rtol=1e-9, atol=1e-12,
+                      flux=flux)
         var = 0.25 * math.exp(-2) + 1 - math.exp(-2)
         errs.append(_l1(gm, rho, gaussian_cell_averages(e, math.exp(-1), math.sqrt(var))))
         hs.append(12 / M)

@@ -307,6 +307,8 @@ def test_user_interrupt_keeps_output(tmp_path, capsys, monkeypatch):
     (["scheme.time=explicit", "scheme.rtol=1e-3"], "scheme.rtol"),
     (["scheme.implicit=true", "scheme.dt=0.1", "scheme.time=imex"], "scheme.time"),
     (["scheme.time=implicit", "scheme.flux=logmean", "model.beta=inf"], "scheme.flux"),
+    (["scheme.time=implicit", "scheme.flux=sg", "model.beta=inf"], "scheme.flux"),
+    (["scheme.time=implicit", "scheme.flux=centered"], "scheme.flux"),
     (["initial.kind=expression", "initial.mean=0", "initial.std=1"], "initial.mean"),
     (["initial.mean=40"], "initial.mean"),
     (["model.beta=-1"], "model.beta"),

@@ -144,7 +144,7 @@ def schemes(draw):
         scheme["dt"] = draw(positive)
         if draw(st.booleans()):
             scheme["time_order"] = draw(st.sampled_from([1, 2]))
-            scheme["flux"] = draw(st.sampled_from(["upwind", "logmean"]))
+            scheme["flux"] = draw(st.sampled_from(["upwind", "logmean", "sg"]))
         if draw(st.booleans()):
             scheme["newton_tol"] = draw(st.floats(1e-14, 1e-4))
             scheme["max_newton"] = draw(st.integers(1, 100))

@@ -17,7 +17,17 @@ and :math:`F` is one of two face fluxes:
   the logarithmic mean :math:`\Lambda`; the semi-discrete free energy decays,
   :math:`\dot F_h = -\sum_f\Lambda_f(G\phi)_f^2 h|C|\le0`, and the discrete Gibbs state is
   stationary (the log-mean or "square-root approximation" flux; e.g. Chainais-Hillairet &
-  Herda, IMA J. Numer. Anal. 2020).
+  Herda, IMA J. Numer. Anal. 2020);
+* ``sg`` (Scharfetter & Gummel, IEEE Trans. Electron Devices 16, 1969; second order,
+  finite :math:`\beta`): with :math:`x = (q_R - q_L)/\beta^{-1}`, :math:`q = \Psi-\beta^{-1}\log m`,
+  and the Bernoulli function :math:`B(x) = x/(e^x-1)`,
+  :math:`F = \xi\beta^{-1}h^{-1}\big(B(x)\rho_L - B(-x)\rho_R\big)`. It is exact for a
+  constant flux between two cells, keeps the discrete Gibbs state stationary, and is
+  :math:`F = -\xi\,w_f\,G(q+\beta^{-1}\log\rho)` with a face weight :math:`w_f>0`, so the
+  free energy decays as for the log-mean flux (the "B-schemes" of Chainais-Hillairet &
+  Herda, 2020). It is **linear** in :math:`\rho` when :math:`\Psi` does not depend on
+  :math:`\rho` (no interaction, or the implicit part of an IMEX splitting), and its implicit
+  matrix is then an M-matrix (positivity for every step).
 
 **Jacobian.** Each face flux depends on its two cells directly (``aL, aR``) and on the
 potential difference through :math:`\partial F/\partial g` (``dg``); the local part is
@@ -37,6 +47,12 @@ vanishing or non-finite pivot fails the solve, and the step is retried smaller) 
 factors are applied to every right-hand side: the Woodbury columns and each GMRES iteration cost only
 a forward and a back substitution. The face loop that evaluates :math:`L_h` fills the
 Jacobian entries in the same pass.
+
+**Linear operators.** When the implicit operator is linear (``sg`` flux, :math:`\Psi=V`)
+:func:`newton_solve` solves the stage equation directly, :math:`z = A^{-1}r`, and takes the
+rate as :math:`Jz` (no residual evaluations); the face coefficients and the factors of
+:math:`A` are kept while :math:`\xi(t)`, :math:`a_0` and :math:`s` stay the same, so the
+stages of an ESDIRK step (one diagonal coefficient) share one factorisation.
 
 **Positivity.** With diffusion the Newton update is additive where it keeps at least half
 of a cell's density and multiplicative, :math:`\rho\leftarrow\rho\,e^{\delta/\rho}` (the
@@ -59,25 +75,30 @@ from ddsolve.grid.interaction import KIND_NONE, KIND_SEPARABLE
 from ddsolve.model.schedule import schedule_value
 from ddsolve.schemes.fv.kernels import compute_psi
 
-__all__ = ["LIN_THOMAS", "LIN_SMW", "LIN_GMRES", "make_problem", "make_newton_workspace",
+__all__ = ["FLUXES", "LIN_THOMAS", "LIN_SMW", "LIN_GMRES", "make_problem", "make_newton_workspace",
            "implicit_rate", "newton_solve", "free_energy", "jacobian_matvec", "linear_solve"]
 
 LIN_THOMAS, LIN_SMW, LIN_GMRES = 0, 1, 2
+FLUX_UPWIND, FLUX_LOGMEAN, FLUX_SG = 0, 1, 2
+FLUXES = {"upwind": FLUX_UPWIND, "logmean": FLUX_LOGMEAN, "sg": FLUX_SG}
+"""The implicit face fluxes by name (module doc); ``logmean`` and ``sg`` need diffusion."""
 GMRES_RESTART = 30
 _NEWTON_OK, _NEWTON_FAIL = 0, 1
 
 
 def make_problem(eq, flux: str, nonlocal_implicit: bool = True) -> tuple:
     """The tuple the compiled kernels take: ``(inter, V2, log_m2, T, code, params, geom,
-    logmean, vol, nonlocal, lin)`` for a :class:`~ddsolve.schemes.fv.pde.DistributionalDynamicsPDE`.
+    flux, vol, nonlocal, lin, linear)`` for a
+    :class:`~ddsolve.schemes.fv.pde.DistributionalDynamicsPDE`.
 
-    ``nonlocal`` says whether the interaction belongs to the implicit operator (False: the
-    IMEX splitting, where it is treated explicitly); ``lin`` is the linear solver the
-    structure allows (:data:`LIN_THOMAS`, :data:`LIN_SMW` or :data:`LIN_GMRES`)."""
-    if flux not in ("upwind", "logmean"):
-        raise ValueError(f"implicit flux must be 'upwind' or 'logmean', got {flux!r}")
-    if flux == "logmean" and eq.temperature == 0:
-        raise ValueError("the 'logmean' flux needs diffusion (finite beta); use 'upwind'")
+    ``flux`` is the code of :data:`FLUXES`; ``nonlocal`` says whether the interaction belongs
+    to the implicit operator (False: the IMEX splitting, where it is treated explicitly);
+    ``lin`` is the linear solver the structure allows (:data:`LIN_THOMAS`, :data:`LIN_SMW` or
+    :data:`LIN_GMRES`); ``linear`` whether the implicit operator is linear in the density."""
+    if flux not in FLUXES:
+        raise ValueError(f"implicit flux must be one of {tuple(FLUXES)}, got {flux!r}")
+    if flux != "upwind" and eq.temperature == 0:
+        raise ValueError(f"the {flux!r} flux needs diffusion (finite beta); use 'upwind'")
     kind = eq.inter[0]
     has_nl = nonlocal_implicit and kind != KIND_NONE
     if not eq.two_d and not has_nl:
@@ -87,14 +108,16 @@ def make_problem(eq, flux: str, nonlocal_implicit: bool = True) -> tuple:
     else:
         lin = LIN_GMRES
     return (eq.inter, eq.V2, eq.log_m2, float(eq.temperature), int(eq.sched[0]),
-            np.asarray(eq.sched[1], dtype=float), eq.geom, flux == "logmean",
-            float(eq.grid_model.coords.cell_volume), bool(has_nl), lin)
+            np.asarray(eq.sched[1], dtype=float), eq.geom, FLUXES[flux],
+            float(eq.grid_model.coords.cell_volume), bool(has_nl), lin,
+            bool(flux == "sg" and not has_nl))
 
 
 def make_newton_workspace(eq) -> tuple:
     """Arrays reused by the kernels for the grid of ``eq``: 25 grid arrays, 4 corner
-    vectors, the GMRES and Woodbury blocks (one row per separable term), and the factors
-    of the tridiagonal lines."""
+    vectors, the GMRES and Woodbury blocks (one row per separable term), the factors
+    of the tridiagonal lines, and the cache record of a linear operator: ``[xi of the face
+    coefficients (NaN: not the linear operator's), a0, s, xi of the factors]``."""
     n0, n1 = eq.shape2d
     rank = eq.inter[3].shape[0] if eq.inter[0] == KIND_SEPARABLE else 0
     M = n0 * n1
@@ -108,7 +131,7 @@ def make_newton_workspace(eq) -> tuple:
     # cyclic corrections per line, and scratch
     lines = tuple(np.zeros((n0, n1)) for _ in range(6)) + (
         np.zeros((2, n1)), np.zeros((2, n0)), np.zeros(max(n0, n1)))
-    return grids, corners, blocks, lines
+    return grids, corners, blocks, lines, np.full(4, np.nan)
 
 
 # ---------------------------------------------------------------------------------------
@@ -131,45 +154,69 @@ def _log_mean(a, b, la, lb, ia, ib):
     return lam, (lam * ia - 1.0) * iD, (1.0 - lam * ib) * iD
 
 
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def _bernoulli(x):
+    """:math:`B(x) = x/(e^x - 1)` and :math:`B'(x)` (series for :math:`|x| < 10^{-2}`;
+    :math:`B(-x) = B(x) + x`, :math:`B'(-x) = -1 - B'(x)`)."""
+    if abs(x) < 1e-2:
+        x2 = x * x
+        return (1.0 - 0.5 * x + x2 * (1.0 / 12.0) - x2 * x2 * (1.0 / 720.0),
+                -0.5 + x * (1.0 / 6.0) - x2 * x * (1.0 / 180.0) + x2 * x2 * x * (1.0 / 5040.0))
+    B = x / math.expm1(x)
+    return B, B * (1.0 - B - x) / x
+
+
 @nb.njit(cache=True, error_model="numpy")
-def _axis_faces(rho, psi, log_m, logr, invr, h, periodic, xi, T, logmean, fill_logs, aL, aR,
+def _axis_faces(rho, psi, log_m, logr, invr, h, periodic, xi, T, flux, fill_logs, aL, aR,
                 dg, out):
     """One pass over the faces along axis 0: face ``f`` joins cells ``f`` and ``f + 1``
     (``n0 - 1`` joins ``n0 - 1`` and 0 on a periodic axis). Adds the divergence of the
     fluxes to ``out`` and stores their derivatives ``aL, aR, dg``. With ``fill_logs`` the
     logarithms and reciprocals of the floored densities are computed into ``logr, invr``
-    on the way (the first axis), otherwise read from them."""
+    on the way (the first axis), otherwise read from them (the ``sg`` flux needs none)."""
     n0, n1 = rho.shape
     inv_h = 1.0 / h
     nf = n0 if periodic else n0 - 1
+    logs = fill_logs and flux != FLUX_SG
+    sg = flux == FLUX_SG
+    logmean = flux == FLUX_LOGMEAN
+    iT = 1.0 / T if T > 0.0 else 0.0
     for j in range(n1):
-        if fill_logs:
+        if logs:
             r0 = max(rho[0, j], DENSITY_FLOOR)
             logr[0, j] = math.log(r0)
             invr[0, j] = 1.0 / r0
         la, ia = logr[0, j], invr[0, j]
         if T == 0.0:
             qa = psi[0, j]
-        elif logmean:
+        elif flux != FLUX_UPWIND:
             qa = psi[0, j] - T * log_m[0, j]
         else:
             qa = psi[0, j] + T * (la - log_m[0, j])
         for f in range(nf):
             k = f + 1 if f + 1 < n0 else 0
-            if fill_logs and k > 0:
+            if logs and k > 0:
                 rk = max(rho[k, j], DENSITY_FLOOR)
                 logr[k, j] = math.log(rk)
                 invr[k, j] = 1.0 / rk
             lb, ib = logr[k, j], invr[k, j]
             if T == 0.0:
                 qb = psi[k, j]
-            elif logmean:
+            elif flux != FLUX_UPWIND:
                 qb = psi[k, j] - T * log_m[k, j]
             else:
                 qb = psi[k, j] + T * (lb - log_m[k, j])
-            g = (qb - qa) * inv_h
             rl, rr = rho[f, j], rho[k, j]
-            if logmean:
+            if sg:
+                x = (qb - qa) * iT
+                B, dB = _bernoulli(x)
+                c = xi * T * inv_h
+                F = c * (B * rl - (B + x) * rr)
+                aL[f, j] = c * B
+                aR[f, j] = -c * (B + x)
+                dg[f, j] = xi * (dB * (rl - rr) - rr)
+            elif logmean:
+                g = (qb - qa) * inv_h
                 a = max(rl, DENSITY_FLOOR)
                 b = max(rr, DENSITY_FLOOR)
                 lam, da, db = _log_mean(a, b, la, lb, ia, ib)
@@ -178,6 +225,7 @@ def _axis_faces(rho, psi, log_m, logr, invr, h, periodic, xi, T, logmean, fill_l
                 aR[f, j] = -xi * (db * g + T * inv_h)
                 dg[f, j] = -xi * lam
             else:
+                g = (qb - qa) * inv_h
                 u = -xi * g
                 if u > 0.0:
                     F = u * rl
@@ -239,29 +287,32 @@ def implicit_rate(rho, t, prob, work, with_nonlocal, out):
 
     ``with_nonlocal=False`` drops the interaction from :math:`\Psi` (the implicit part of
     the IMEX splitting)."""
-    inter, V, log_m, T, code, params, geom, logmean, vol, has_nl, lin = prob
+    inter, V, log_m, T, code, params, geom, flux, vol, has_nl, lin, linear = prob
     g = work[0]
     logr, psi = g[1], g[2]
     aLx, aRx, dgx, aLy, aRy, dgy = g[4], g[5], g[6], g[8], g[9], g[10]
     hx, hy, px, py = geom
     n0, n1 = rho.shape
     xi = schedule_value(code, params, t)
-    if with_nonlocal and inter[0] != KIND_NONE:
+    nonlocal_psi = with_nonlocal and inter[0] != KIND_NONE
+    if nonlocal_psi:
         compute_psi(inter, rho, V, psi)
     else:
         psi = V
+    # the face coefficients are now those of the linear operator at xi, or not
+    work[4][0] = xi if linear and not nonlocal_psi else np.nan
     invr = g[24]
     out[:] = 0.0
-    _axis_faces(rho, psi, log_m, logr, invr, hx, px, xi, T, logmean, True, aLx, aRx, dgx, out)
+    _axis_faces(rho, psi, log_m, logr, invr, hx, px, xi, T, flux, True, aLx, aRx, dgx, out)
     if n1 > 1:
-        _axis_faces(rho.T, psi.T, log_m.T, logr.T, invr.T, hy, py, xi, T, logmean, False, aLy.T,
+        _axis_faces(rho.T, psi.T, log_m.T, logr.T, invr.T, hy, py, xi, T, flux, False, aLy.T,
                     aRy.T, dgy.T, out.T)
 
 
 @nb.njit(cache=True, error_model="numpy")
 def jacobian_matvec(v, prob, work, with_nonlocal, out):
     """``out = J v`` at the state of the last :func:`implicit_rate` call."""
-    inter, V, log_m, T, code, params, geom, logmean, vol, has_nl, lin = prob
+    inter, V, log_m, T, code, params, geom, flux, vol, has_nl, lin, linear = prob
     g = work[0]
     aLx, aRx, dgx, aLy, aRy, dgy = g[4], g[5], g[6], g[8], g[9], g[10]
     w = g[21]
@@ -516,12 +567,16 @@ def _gmres(rhs, x, prob, work, a0, s, with_nonlocal, rtol, max_restarts):
 @nb.njit(cache=True, error_model="numpy")
 def linear_solve(rhs, x, prob, work, a0, s, with_nonlocal):
     """Solve ``(a0 I - s J) x = rhs`` at the state of the last :func:`implicit_rate` call
-    with the solver of ``prob``. Returns ``(ok, linear_iterations)``."""
+    with the solver of ``prob``. Returns ``(ok, linear_iterations)``. The factors of a linear
+    operator are reused while its coefficients (``xi``), ``a0`` and ``s`` are unchanged."""
     inter, lin = prob[0], prob[10]
-    g, blocks = work[0], work[2]
+    g, blocks, rec = work[0], work[2], work[4]
     n0, n1 = rhs.shape
-    if not _factor_lines(prob, work, a0, s):
-        return False, 1
+    if not (prob[11] and rec[3] == rec[0] and rec[1] == a0 and rec[2] == s):
+        rec[1] = np.nan
+        if not _factor_lines(prob, work, a0, s):
+            return False, 1
+        rec[1], rec[2], rec[3] = a0, s, rec[0]
     if lin == LIN_THOMAS or (lin == LIN_SMW and not with_nonlocal):
         _precondition(rhs, x, work)
         return True, 1
@@ -615,6 +670,8 @@ def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rat
     g = work[0]
     R, delta = g[17], g[18]
     n0, n1 = z.shape
+    if prob[11]:
+        return _linear_stage(z, rhs, a0, s, t, prob, work, rate)
     positive = T > 0.0
     if positive:
         for i in range(n0):
@@ -656,6 +713,30 @@ def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rat
                 else:
                     z[i, j] += d
     return False, max_iter, lin_its
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _linear_stage(z, rhs, a0, s, t, prob, work, rate):
+    """:func:`newton_solve` for a linear operator: ``z = A^{-1} r`` directly, ``rate = J z``
+    (= :math:`L_h z`), both rescaled to the exact mass. The guess in ``z`` is not used."""
+    code, params = prob[4], prob[5]
+    xi = schedule_value(code, params, t)
+    if work[4][0] != xi:  # the face coefficients of the linear operator at this xi
+        implicit_rate(z, t, prob, work, False, rate)
+    ok, lits = linear_solve(rhs, z, prob, work, a0, s, False)
+    if not ok:
+        return False, 1, lits
+    jacobian_matvec(z, prob, work, False, rate)
+    target = np.sum(rhs) / a0
+    have = np.sum(z)
+    if have > 0.0 and target > 0.0:
+        f = target / have
+        z *= f
+        rate *= f
+    for v in z.flat:
+        if not math.isfinite(v):
+            return False, 1, lits
+    return True, 1, lits
 
 
 @nb.njit(cache=True, error_model="numpy")
