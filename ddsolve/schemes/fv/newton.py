@@ -658,6 +658,19 @@ def _nonlocal_column(dg, w, h, periodic, F, out):
 # Newton
 # ---------------------------------------------------------------------------------------
 @nb.njit(cache=True, error_model="numpy")
+def _restore_mass(z, rhs, a0):
+    """Rescale ``z`` in place to :math:`\sum_j a_0 z_j = \sum_j r_j` (when both sums are
+    positive) and return the factor applied."""
+    target = np.sum(rhs) / a0
+    have = np.sum(z)
+    if have > 0.0 and target > 0.0:
+        f = target / have
+        z *= f
+        return f
+    return 1.0
+
+
+@nb.njit(cache=True, error_model="numpy")
 def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rate):
     r"""Solve :math:`a_0 z - s L_h(z, t) = r` in place from the guess in ``z``.
 
@@ -690,10 +703,7 @@ def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rat
         if not math.isfinite(norm):
             return False, it, lin_its
         if norm <= tol:
-            target = np.sum(rhs) / a0
-            have = np.sum(z)
-            if have > 0.0 and target > 0.0:
-                z *= target / have
+            _restore_mass(z, rhs, a0)
             return True, it, lin_its
         if it == max_iter:
             break
@@ -727,12 +737,7 @@ def _linear_stage(z, rhs, a0, s, t, prob, work, rate):
     if not ok:
         return False, 1, lits
     jacobian_matvec(z, prob, work, False, rate)
-    target = np.sum(rhs) / a0
-    have = np.sum(z)
-    if have > 0.0 and target > 0.0:
-        f = target / have
-        z *= f
-        rate *= f
+    rate *= _restore_mass(z, rhs, a0)  # the rate of the rescaled z (linear)
     for v in z.flat:
         if not math.isfinite(v):
             return False, 1, lits
