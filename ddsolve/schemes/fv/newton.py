@@ -659,7 +659,7 @@ def _nonlocal_column(dg, w, h, periodic, F, out):
 # ---------------------------------------------------------------------------------------
 @nb.njit(cache=True, error_model="numpy")
 def _restore_mass(z, rhs, a0):
-    """Rescale ``z`` in place to :math:`\sum_j a_0 z_j = \sum_j r_j` (when both sums are
+    r"""Rescale ``z`` in place to :math:`\sum_j a_0 z_j = \sum_j r_j` (when both sums are
     positive) and return the factor applied."""
     target = np.sum(rhs) / a0
     have = np.sum(z)
