@@ -69,6 +69,8 @@ class RunCommand(Command):
             if solver.get("time"):
                 how = solver["time"] + (f" {solver['method']}" if solver["time"] != "explicit" else "")
                 print(f"ddsolve: time stepping {how}: {solver.get('time_reason', '')}")
+                if solver.get("tolerance_reason"):
+                    print(f"ddsolve: tolerances {solver['tolerance_reason']}")
             print(f"ddsolve: t={final['t']:.6g} reached in {s['steps']} steps "
                   f"({s['wall_time']:.2f} s); free energy {final['free_energy']:.8g}, "
                   f"mass {final['mass']:.15g}; output in {result.out_dir}")

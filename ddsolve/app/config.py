@@ -59,6 +59,7 @@ from ddsolve.schema import (
     FilePath,
     Integer,
     ListOf,
+    OneOf,
     Param,
     Real,
     Text,
@@ -70,7 +71,7 @@ from ddsolve.schema import (
     when_equals,
 )
 from ddsolve.schemes import scheme_names
-from ddsolve.schemes.fv.auto import TIME_MODES
+from ddsolve.schemes.fv.auto import TIME_MODES, default_integrator
 from ddsolve.schemes.fv.tableaux import TABLEAUX
 
 __all__ = [
@@ -174,11 +175,15 @@ SCHEME_PARAMS: tuple[Param, ...] = (
           "then implicit (the choice and reason go to summary.json); explicit; implicit "
           "(error-controlled ESDIRK, see integrator, rtol, atol); imex (interaction explicit)",
           when=_stepped),
-    Param("integrator", Choice(INTEGRATORS), lambda p: "ark3" if p.get("time") == "imex" else "esdirk3",
+    Param("integrator", Choice(INTEGRATORS), lambda p: default_integrator(p.get("time")),
           "error-controlled integrator: trbdf2 (2nd order), esdirk3, esdirk4 (implicit); ark3, "
-          "ark4 (imex)", default_doc="esdirk3 (ark3 for time = 'imex')", when=_adaptive),
-    Param("rtol", Real(low=0), 1e-4, "relative tolerance of the local time error", when=_adaptive),
-    Param("atol", Real(low=0), 1e-7, "absolute tolerance of the local time error (density units)",
+          "ark4 (imex)", default_doc="esdirk4 (ark4 for time = 'imex')", when=_adaptive),
+    Param("rtol", OneOf((Choice(("auto",)), Real(low=0))), "auto",
+          "relative tolerance of the local time error; auto: C/n^2 for n cells on the "
+          "coarsest axis (C by integrator, esdirk4: 10), which keeps the time error below a "
+          "tenth of the spatial error as the grid is refined", when=_adaptive),
+    Param("atol", OneOf((Choice(("auto",)), Real(low=0))), "auto",
+          "absolute tolerance of the local time error (density units); auto: 1e-3 rtol",
           when=_adaptive),
     Param("order", Choice((1, 2)), lambda p: 1 if p["implicit"] else 2,
           "1: upwind; 2: minmod-limited reconstruction (explicit only)",

@@ -31,7 +31,7 @@ from ddsolve.schemes import make_stepper
 from ddsolve.schemes.fv.auto import choose_time
 from ddsolve.schemes.fv.ssprk import SolverFailure
 
-__all__ = ["RunResult", "RunInterrupted", "run"]
+__all__ = ["RunResult", "RunInterrupted", "build_grid_model", "planned_scheme", "run"]
 
 
 
@@ -49,18 +49,30 @@ class RunResult:
     setup: Setup
 
 
+def build_grid_model(setup: Setup, scheme: Mapping[str, Any]) -> GridModel:
+    """The grid model of a built config (``scheme.interaction`` names its errors)."""
+    with config_key("scheme.interaction"):
+        return GridModel(setup.model, setup.coords, interaction=scheme["interaction"])
+
+
+def planned_scheme(config: Mapping[str, Any], setup: Setup, grid_model: GridModel) -> dict[str, Any]:
+    """``config["scheme"]`` (resolved) with ``scheme.time = "auto"`` decided: the mode and
+    its reason (``time_reason``), from the initial density and the length of the run."""
+    scheme = dict(config["scheme"])
+    if scheme["name"] == "fv" and scheme.get("time") == "auto":
+        mode, reason = choose_time(grid_model, scheme, setup.initial.values, config["run"]["t_final"])
+        scheme.update(time=mode, time_reason=reason)
+    return scheme
+
+
 def _prepare(config: Mapping[str, Any], out_dir: str | Path | None):
     config = resolve(config)
     if out_dir is not None:
         config["run"]["out"] = str(out_dir)
     setup = build(config)
     scheme = config["scheme"]
-    with config_key("scheme.interaction"):
-        grid_model = GridModel(setup.model, setup.coords, interaction=scheme["interaction"])
-    if scheme["name"] == "fv" and scheme.get("time") == "auto":
-        # decided here, where the initial density and the length of the run are known
-        mode, reason = choose_time(grid_model, scheme, setup.initial.values, config["run"]["t_final"])
-        scheme = {**scheme, "time": mode, "time_reason": reason}
+    grid_model = build_grid_model(setup, scheme)
+    scheme = planned_scheme(config, setup, grid_model)
     with config_key("scheme.name"):
         eq, solver = make_stepper(grid_model, scheme)
     return config, setup, grid_model, eq, solver

@@ -344,16 +344,19 @@ def test_runs_too_long_for_the_step_budget_are_refused(tmp_path, capsys):
 
 
 def test_an_adaptive_run_that_cannot_finish_within_the_budget_stops_early(tmp_path, capsys):
-    """xi = 1e12 with the log-mean flux: the time scale is 1e-12 and round-off in the
-    Newton residual (scaled by xi) holds the error-controlled step near 1e-11, so t = 0.01
-    would take ~7e8 steps. The projection stops it after the first 10^4 steps instead of at
-    the budget of 10^8. (The default flux here, "sg", is linear: its stages are direct
-    solves without that round-off floor, and the same run finishes.)"""
+    """xi = 1e12 with ESDIRK3, the log-mean flux and rtol 1e-4, atol 1e-7: the time scale is
+    1e-12 and round-off in the Newton residual (scaled by xi) holds the error-controlled step
+    near 1e-11, so t = 0.01 would take ~7e8 steps. The projection stops it after the first
+    10^4 steps instead of at the budget of 10^8. (The defaults finish the same run: with the
+    flux "sg" the stages are direct solves without that round-off floor; and ESDIRK4, the
+    default integrator, finishes it with the log-mean flux too, in 76 steps at these
+    tolerances, measured.)"""
     config = _config(tmp_path, TINY.replace("cells = 6", "cells = 16") + "[run]\nt_final = 0.01\n")
     out = tmp_path / "out"
     start = time.perf_counter()
     assert main(["run", str(config), "--out", str(out), "--quiet", "--set", "model.xi=1e12",
-                 "--set", "scheme.flux=logmean"]) == 3
+                 "--set", "scheme.flux=logmean", "--set", "scheme.rtol=1e-4", "--set", "scheme.atol=1e-7",
+                 "--set", "scheme.integrator=esdirk3"]) == 3
     assert time.perf_counter() - start < 60
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "more than run.max_steps = 100000000" in err
@@ -367,6 +370,10 @@ def test_an_adaptive_run_that_cannot_finish_within_the_budget_stops_early(tmp_pa
     assert main(["run", str(config), "--out", str(out), "--quiet", "--overwrite", "--set", "model.xi=1e12"]) == 0
     solver = _summary(out)["solver"]
     assert solver["flux"] == "sg" and solver["steps"] < 200
+    assert main(["run", str(config), "--out", str(out), "--quiet", "--overwrite", "--set", "model.xi=1e12",
+                 "--set", "scheme.flux=logmean"]) == 0
+    solver = _summary(out)["solver"]
+    assert solver["method"] == "esdirk4" and solver["steps"] < 200
 
 
 # --- signals and kill -9, in a subprocess -------------------------------------------------

@@ -2,6 +2,7 @@
 space and in time, for PDE runs and for ``steady``; and its argument errors."""
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -72,8 +73,16 @@ def test_self_convergence_without_an_exact_solution(tmp_path):
                  "--quantity", "density", "--quantity", "free_energy", "--quiet"]) == 0
     dens = rows(out, "density")
     assert {r["error_kind"] for r in dens} == {"difference"}
-    assert min(orders(dens)) > 1.8
-    assert "successive differences" in (out / "convergence.md").read_text()
+    # measured 2.01, 1.97; mixing the explicit (minmod) runs of the coarse grids with the
+    # implicit (log-mean) runs of the fine ones gave 1.74, 2.74
+    assert 1.9 < min(orders(dens)) and max(orders(dens)) < 2.1
+    report = (out / "convergence.md").read_text()
+    assert "successive differences" in report
+    # scheme.time = auto picks explicit for the short runs on coarse grids: the study pins
+    # one mode, and says so
+    assert "explicit, explicit, implicit, implicit" in report and "all runs use implicit" in report
+    methods = {json.loads((d / "summary.json").read_text())["solver"]["time"] for d in (out / "runs").iterdir()}
+    assert methods == {"implicit"}
 
 
 def test_steady_quantities_converge(tmp_path):

@@ -141,7 +141,7 @@ def converge(raw: Mapping[str, Any], key: str, values: Sequence[Any], out_dir: s
         raise ConfigError("--param", "a convergence study needs at least two values")
     out_dir = Path(out_dir)
     configs = [apply_overrides(raw, [(key, v)]) for v in values]
-    setups, t_finals = [], []
+    setups, t_finals, modes = [], [], []
     for cfg in configs:  # validate every point before running any
         if command == "particles":
             setups.append(None)
@@ -149,6 +149,18 @@ def converge(raw: Mapping[str, Any], key: str, values: Sequence[Any], out_dir: s
         resolved = resolve(cfg, solver=command == "run")
         setups.append(build(resolved, solver=command == "run"))
         t_finals.append(resolved["run"]["t_final"] if command == "run" else None)
+        if command == "run" and resolved["scheme"].get("time") == "auto":
+            from ddsolve.app.runner import build_grid_model, planned_scheme
+
+            gm = build_grid_model(setups[-1], resolved["scheme"])
+            modes.append(planned_scheme(resolved, setups[-1], gm)["time"])
+    notes: list[str] = []
+    if len(set(modes)) > 1:
+        # explicit and implicit runs differ in the spatial scheme too (minmod reconstruction
+        # against the implicit face flux): one study, one scheme
+        configs = [apply_overrides(cfg, [("scheme.time", "implicit")]) for cfg in configs]
+        notes.append(f"scheme.time = auto would step these runs {', '.join(modes)}; explicit and "
+                     "implicit runs have different spatial schemes, so all runs use implicit")
     points = []
     for k, (v, cfg, setup) in enumerate(zip(values, configs, setups)):
         p = _run_one(command, cfg, out_dir / "runs" / run_dir_name(key, v), steady_options or {})
@@ -165,7 +177,6 @@ def converge(raw: Mapping[str, Any], key: str, values: Sequence[Any], out_dir: s
     if error == "exact" and not use_exact:
         raise ConfigError("--error", "exact: this config has no exact solution (quadratic V, "
                                      "U = 0 or quadratic, Gaussian initial law, Cartesian grid)")
-    notes: list[str] = []
     exact_values: dict[str, float] = {}
     errors: dict[str, list[float]] = {}
     answers = [dict(p.answers) for p in points]

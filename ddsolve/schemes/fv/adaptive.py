@@ -45,6 +45,7 @@ from pde.solvers.base import SolverBase
 
 from ddsolve.grid.interaction import KIND_NONE
 from ddsolve.schemes.fv import newton as nw
+from ddsolve.schemes.fv.auto import grid_tolerances
 from ddsolve.schemes.fv.kernels import STATUS_DT, STATUS_NAN, STATUS_NEGATIVE, STATUS_OK
 from ddsolve.schemes.fv.pde import DistributionalDynamicsPDE
 from ddsolve.schemes.fv.ssprk import SolverFailure
@@ -276,10 +277,14 @@ class AdaptiveFVSolver(Resumable, SolverBase):
         Supplies the grid model; the spatial scheme is set by ``flux``.
     method : str
         A name in :data:`~ddsolve.schemes.fv.tableaux.TABLEAUX`: ``trbdf2`` (2nd order),
-        ``esdirk3``, ``esdirk4`` (implicit), ``ark3``, ``ark4`` (IMEX: interaction explicit).
-    rtol, atol : float
-        Tolerances of the local error (``atol`` in density units); the defaults are those
-        of the ``scheme.rtol``/``scheme.atol`` config keys.
+        ``esdirk3``, ``esdirk4`` (implicit, the default), ``ark3``, ``ark4`` (IMEX:
+        interaction explicit).
+    rtol, atol : float or "auto"
+        Tolerances of the local error (``atol`` in density units). ``"auto"`` (the default,
+        as for the ``scheme.rtol``/``scheme.atol`` config keys) follows the grid:
+        :math:`r_{tol} = C/\\min_a n_a^2`, :math:`a_{tol} = 10^{-3} r_{tol}`
+        (:func:`ddsolve.schemes.fv.auto.grid_tolerances`), which keeps the time error below a
+        tenth of the spatial error as the grid is refined.
     flux : str
         A name in :data:`~ddsolve.schemes.fv.newton.FLUXES`, or ``"auto"``: without diffusion
         ``upwind``; with diffusion ``sg`` (Scharfetter–Gummel) when the implicit operator is
@@ -310,8 +315,9 @@ class AdaptiveFVSolver(Resumable, SolverBase):
 
     name = "fv-adaptive"
 
-    def __init__(self, pde: DistributionalDynamicsPDE, method: str = "esdirk3", rtol: float = 1e-4,
-                 atol: float = 1e-7, flux: str = "auto", dt: float | None = None,
+    def __init__(self, pde: DistributionalDynamicsPDE, method: str = "esdirk4",
+                 rtol: float | str = "auto", atol: float | str = "auto", flux: str = "auto",
+                 dt: float | None = None,
                  dt_min: float = 1e-12, dt_max: float | None = None, max_newton: int = 8,
                  newton_kappa: float = 1e-2, adaptive: bool = True, check_energy: bool = True,
                  max_steps: int = 10**9, **kwargs) -> None:
@@ -320,6 +326,7 @@ class AdaptiveFVSolver(Resumable, SolverBase):
         if flux == "auto":
             linear = self.tableau.imex or pde.inter[0] == KIND_NONE
             flux = ("sg" if linear else "logmean") if pde.temperature > 0 else "upwind"
+        rtol, atol, tolerance_reason = grid_tolerances(pde.grid_model.coords, method, rtol, atol)
         if not (rtol >= 0 and atol >= 0 and rtol + atol > 0):
             raise ValueError(f"rtol and atol must be non-negative and not both zero, got {rtol}, {atol}")
         if not adaptive and dt is None:
@@ -339,6 +346,7 @@ class AdaptiveFVSolver(Resumable, SolverBase):
         self.stage_work = (np.zeros((s, n0, n1)), np.zeros((s, n0, n1))) + tuple(
             np.zeros((n0, n1)) for _ in range(4))
         self.info.update(method=method, flux=flux, rtol=self.rtol, atol=self.atol,
+                         tolerance_reason=tolerance_reason,
                          adaptive=self.adaptive, dt_adaptive=self.adaptive, linear_solver=(
                              "thomas", "woodbury", "gmres")[self.prob[10]],
                          backend="numba (ddsolve.schemes.fv.adaptive)")

@@ -14,7 +14,7 @@ from typing import Any
 
 from ddsolve.grid.grid_model import GridModel
 from ddsolve.schema import config_key
-from ddsolve.schemes.fv.auto import choose_time
+from ddsolve.schemes.fv.auto import choose_time, default_integrator
 from ddsolve.schemes.fv.pde import DistributionalDynamicsPDE
 from ddsolve.schemes.fv.ssprk import SSPRKSolver
 from ddsolve.schemes.registry import register_stepper
@@ -43,7 +43,7 @@ def explicit_fv(grid_model: GridModel, options: Mapping[str, Any]):
         from ddsolve.schemes.fv.adaptive import AdaptiveFVSolver
 
         eq = DistributionalDynamicsPDE(grid_model, order=1)
-        method = options.get("integrator") or ("ark3" if mode == "imex" else "esdirk3")
+        method = options.get("integrator") or default_integrator(mode)
         with config_key("scheme.flux"):
             solver = AdaptiveFVSolver(eq, method, **_given(options, "rtol", "atol", "flux", "dt",
                                                            "dt_min", "dt_max", "max_newton"))
