@@ -14,6 +14,12 @@ points and free energies of a ``steady`` run) and, for PDE runs, the final densi
   :math:`|q_{k+1} - q_k|`, with the observed orders and Richardson values of
   :mod:`ddsolve.orders`.
 
+A study is one spatial scheme: when ``scheme.time = "auto"`` would step some runs
+explicitly (minmod reconstruction) and others implicitly (the implicit face flux), all runs
+are stepped implicitly and the report says so. The implicit runs' default tolerances follow
+the grid (:func:`ddsolve.schemes.fv.auto.grid_tolerances`), so the time error stays below
+the spatial error on every grid of the study.
+
 The mesh size ``h`` is the geometric mean of the cell widths for ``grid.cells`` (and any key
 ending in ``cells`` or naming the grid), the value itself for a step (``scheme.dt``), and
 :math:`1/N` for a particle count (``particles.n``), so an order is always a power of ``h``.
@@ -31,6 +37,7 @@ import numpy as np
 
 from ddsolve import orders
 from ddsolve.app.config import apply_overrides, build, resolve
+from ddsolve.app.runner import build_grid_model, planned_scheme
 from ddsolve.schema import ConfigError
 
 from ..metrics import grid_distance
@@ -150,8 +157,6 @@ def converge(raw: Mapping[str, Any], key: str, values: Sequence[Any], out_dir: s
         setups.append(build(resolved, solver=command == "run"))
         t_finals.append(resolved["run"]["t_final"] if command == "run" else None)
         if command == "run" and resolved["scheme"].get("time") == "auto":
-            from ddsolve.app.runner import build_grid_model, planned_scheme
-
             gm = build_grid_model(setups[-1], resolved["scheme"])
             modes.append(planned_scheme(resolved, setups[-1], gm)["time"])
     notes: list[str] = []

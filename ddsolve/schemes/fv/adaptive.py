@@ -60,9 +60,9 @@ _MESSAGES = {STATUS_NAN: "non-finite density (NaN or inf)",
              STATUS_NEGATIVE: "negative density", STATUS_STEPS: "step budget exhausted (run.max_steps)"}
 # counters: steps, rejected (error), failed (Newton / negative), newton its, linear its,
 # energy increases;  state: err_prev, F_prev, dt_proposal
-_C_STEPS, _C_REJ, _C_FAIL, _C_NEWTON, _C_LIN, _C_ENERGY = range(6)
+_C_STEPS, _C_REJ, _C_FAIL, _C_NEWTON, _C_LIN, _C_ENERGY, _C_FACT = range(7)
 _COUNTER_NAMES = ("steps", "rejected", "failed", "newton_iterations", "linear_iterations",
-                  "energy_increases")
+                  "energy_increases", "factorizations")
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -143,14 +143,14 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
     failure ``rho`` holds the last accepted state and ``t`` its time.
 
     ``tab`` is :meth:`Tableau.packed`; ``ctrl = (rtol, atol, dt_min, dt_max, newton_tol,
-    max_newton, adaptive, max_steps, check_energy, imex)``; ``stage_work = (kI, kE, y0, z,
+    max_newton, adaptive, max_steps, check_energy, imex, reuse_jacobian)``; ``stage_work = (kI, kE, y0, z,
     err, tmp)`` with ``kI, kE`` of shape ``(stages, n0, n1)``; ``state = [err_prev, F_prev,
     dt, have_k0, t_k0]`` carries the controller across calls (``dt`` is the next step to
     try, in fixed-step mode the step; ``kI[0]`` holds the rate at ``t_k0`` when ``have_k0``
     is set: stiffly accurate methods reuse the last stage's rate, "first same as last").
     """
     AI, AE, b, bhat, c, kexp = tab
-    rtol, atol, dt_min, dt_max, newton_tol, max_newton, adaptive, max_steps, check_energy, imex = ctrl
+    rtol, atol, dt_min, dt_max, newton_tol, max_newton, adaptive, max_steps, check_energy, imex, reuse = ctrl
     kI, kE, y0, z, err, tmp = stage_work
     s = b.size
     T = prob[3]
@@ -171,6 +171,10 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
             h = t_end - t
             shortened = h < dt
         y0[:] = rho
+        if not prob[11]:
+            # Newton factors are kept across the stages of one step only (simplified
+            # Newton); the exact factors of a linear operator stay cached
+            work[4][1] = np.nan
         ok = True
         for i in range(s):
             ti = t + c[i] * h
@@ -194,10 +198,11 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
                 ok = False
                 break
             # guess: the previous stage
-            conv, its, lits = nw.newton_solve(z, tmp, 1.0, h * AI[i, i], ti, prob, work, not imex,
-                                              newton_tol, int(max_newton), kI[i])
+            conv, its, lits, nfac = nw.newton_solve(z, tmp, 1.0, h * AI[i, i], ti, prob, work, not imex,
+                                                    newton_tol, int(max_newton), kI[i], reuse)
             counters[_C_NEWTON] += its
             counters[_C_LIN] += lits
+            counters[_C_FACT] += nfac
             if not conv:
                 ok = False
                 break
@@ -305,6 +310,11 @@ class AdaptiveFVSolver(Resumable, SolverBase):
         tolerance in :math:`L^1`, :math:`a_{tol}|\\Omega| + r_{tol}\\,\\mathrm{mass}`.
     max_steps : int
         Budget of accepted steps for the whole run.
+    reuse_jacobian : bool
+        Simplified Newton: within a step, keep the factors of the previous stage solve (all
+        stages share :math:`\\gamma\\Delta t`) while they contract the residual
+        (:mod:`ddsolve.schemes.fv.newton`); ``False`` refactorises at every Newton
+        iteration. ``info["factorizations"]`` counts them.
 
     Examples
     --------
@@ -320,7 +330,7 @@ class AdaptiveFVSolver(Resumable, SolverBase):
                  dt: float | None = None,
                  dt_min: float = 1e-12, dt_max: float | None = None, max_newton: int = 8,
                  newton_kappa: float = 1e-2, adaptive: bool = True, check_energy: bool = True,
-                 max_steps: int = 10**9, **kwargs) -> None:
+                 max_steps: int = 10**9, reuse_jacobian: bool = True, **kwargs) -> None:
         super().__init__(pde, **kwargs)
         self.tableau = get_tableau(method)
         if flux == "auto":
@@ -340,6 +350,7 @@ class AdaptiveFVSolver(Resumable, SolverBase):
         self.max_newton, self.newton_kappa = int(max_newton), float(newton_kappa)
         self.adaptive, self.check_energy = bool(adaptive), bool(check_energy)
         self.max_steps = int(max_steps)
+        self.reuse_jacobian = bool(reuse_jacobian)
         self.work = nw.make_newton_workspace(pde)
         s = self.tableau.stages
         n0, n1 = pde.shape2d
@@ -353,7 +364,7 @@ class AdaptiveFVSolver(Resumable, SolverBase):
 
     def make_stepper(self, state, dt=None):
         eq: DistributionalDynamicsPDE = self.pde
-        self._counters = counters = np.zeros(6, dtype=np.int64)
+        self._counters = counters = np.zeros(len(_COUNTER_NAMES), dtype=np.int64)
         self._fstate = fstate = np.array([1.0, np.inf, 0.0, 0.0, 0.0])
         tab = self.tableau.packed()
         rho0 = np.ascontiguousarray(np.asarray(state.data, dtype=float).reshape(eq.shape2d))
@@ -377,7 +388,7 @@ class AdaptiveFVSolver(Resumable, SolverBase):
             budget = min(solver.max_steps, int(counters[0]) + solver._pause_limit())
             ctrl = (solver.rtol, solver.atol, solver.dt_min, solver.dt_max, newton_tol,
                     float(solver.max_newton), solver.adaptive, budget,
-                    solver.check_energy, solver.tableau.imex)
+                    solver.check_energy, solver.tableau.imex, solver.reuse_jacobian)
             status, t = ark_advance(rho, float(t_start), float(t_end), tab, solver.prob, ctrl,
                                     solver.work, solver.stage_work, counters, fstate)
             state.data[...] = rho.reshape(state.data.shape)
@@ -400,7 +411,9 @@ class AdaptiveFVSolver(Resumable, SolverBase):
                 "fsal_rate": self.stage_work[0][0].copy(), "fsal_rate_explicit": self.stage_work[1][0].copy()}
 
     def restore_state(self, data) -> None:
-        self._counters[:] = data["counters"]
+        counters = np.asarray(data["counters"])
+        self._counters[:] = 0
+        self._counters[:counters.size] = counters  # checkpoints before "factorizations"
         self._fstate[:] = data["fstate"]
         self.stage_work[0][0][...] = data["fsal_rate"]
         self.stage_work[1][0][...] = data["fsal_rate_explicit"]

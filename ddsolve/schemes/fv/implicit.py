@@ -87,9 +87,9 @@ class ImplicitEulerSolver(Resumable, SolverBase):
         shape = self.pde.shape2d
         z = np.array(guess, dtype=float).reshape(shape)
         rate = np.empty(shape)
-        ok, its, lin = nw.newton_solve(z, np.ascontiguousarray(rhs.reshape(shape)), float(a0),
-                                       float(dt), float(t_new), self.prob, self.work, True,
-                                       self.newton_tol, self.max_newton, rate)
+        ok, its, lin, _ = nw.newton_solve(z, np.ascontiguousarray(rhs.reshape(shape)), float(a0),
+                                          float(dt), float(t_new), self.prob, self.work, True,
+                                          self.newton_tol, self.max_newton, rate, False)  # full Newton
         self.info["newton_iterations"] += int(its)
         return z.ravel() if ok else None
 

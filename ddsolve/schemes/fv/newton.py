@@ -48,6 +48,20 @@ factors are applied to every right-hand side: the Woodbury columns and each GMRE
 a forward and a back substitution. The face loop that evaluates :math:`L_h` fills the
 Jacobian entries in the same pass.
 
+**Simplified Newton.** With ``reuse``, the Woodbury and tridiagonal factors are kept from
+one solve to the next while :math:`a_0` and :math:`s` are unchanged (all stages of an ESDIRK
+step share :math:`s = \gamma\Delta t`; the step loop keeps them within a step): an
+iteration then costs one rate evaluation and one substitution. The iteration with kept factors converges linearly, at an observed rate
+:math:`\theta` (ratio of successive residuals); as soon as :math:`\theta` exceeds
+:data:`NEWTON_CONTRACTION`, or reaching the tolerance at that rate would take more than
+:data:`NEWTON_KEPT_ITERATIONS` further iterations, the Jacobian is refactorised at the
+current iterate and the solve continues as full Newton, with ``max_iter`` iterations of its
+own; an update that increased the residual is undone first, and an update that would remove
+half of a cell's density or more (where the cell holds more than its share of the tolerance)
+is recomputed with fresh factors before it is applied (Hairer & Wanner, Solving ODEs
+II, §IV.8, on reusing the Jacobian in implicit Runge–Kutta codes). The convergence test is
+on the residual either way, so the solution meets the same tolerance.
+
 **Linear operators.** When the implicit operator is linear (``sg`` flux, :math:`\Psi=V`)
 :func:`newton_solve` solves the stage equation directly, :math:`z = A^{-1}r`, and takes the
 rate as :math:`Jz` (no residual evaluations); the face coefficients and the factors of
@@ -83,6 +97,12 @@ FLUX_UPWIND, FLUX_LOGMEAN, FLUX_SG = 0, 1, 2
 FLUXES = {"upwind": FLUX_UPWIND, "logmean": FLUX_LOGMEAN, "sg": FLUX_SG}
 """The implicit face fluxes by name (module doc); ``logmean`` and ``sg`` need diffusion."""
 GMRES_RESTART = 30
+NEWTON_CONTRACTION = 0.25
+"""A Newton iteration with kept (earlier) factors must reduce the residual by this factor,
+else the solve continues as full Newton."""
+NEWTON_KEPT_ITERATIONS = 3
+"""... and so must the predicted number of further iterations at the observed rate stay
+within this many (a tight tolerance is reached faster by Newton's quadratic convergence)."""
 _NEWTON_OK, _NEWTON_FAIL = 0, 1
 
 
@@ -115,9 +135,10 @@ def make_problem(eq, flux: str, nonlocal_implicit: bool = True) -> tuple:
 
 def make_newton_workspace(eq) -> tuple:
     """Arrays reused by the kernels for the grid of ``eq``: 25 grid arrays, 4 corner
-    vectors, the GMRES and Woodbury blocks (one row per separable term), the factors
-    of the tridiagonal lines, and the cache record of a linear operator: ``[xi of the face
-    coefficients (NaN: not the linear operator's), a0, s, xi of the factors]``."""
+    vectors, the GMRES and Woodbury blocks (one row per separable term, and the r x r
+    capacitance matrix), the factors of the tridiagonal lines, and the cache record:
+    ``[xi of the face coefficients (NaN: not the linear operator's), a0 and s of the
+    factors, xi of the factors, 1 if they include the Woodbury part]``."""
     n0, n1 = eq.shape2d
     rank = eq.inter[3].shape[0] if eq.inter[0] == KIND_SEPARABLE else 0
     M = n0 * n1
@@ -126,12 +147,12 @@ def make_newton_workspace(eq) -> tuple:
     m = GMRES_RESTART
     r = max(rank, 1)
     blocks = (np.zeros((m + 1, M)), np.zeros((m, M)), np.zeros((m + 1, m)),
-              np.zeros((r, M)), np.zeros((r, M)), np.zeros((r, r)), np.zeros(r))
+              np.zeros((r, M)), np.zeros((r, M)), np.zeros((r, r)), np.zeros(r), np.zeros((r, r)))
     # factors of the tridiagonal lines (x: c, 1/pivot, cyclic column; y: the same), the
     # cyclic corrections per line, and scratch
     lines = tuple(np.zeros((n0, n1)) for _ in range(6)) + (
         np.zeros((2, n1)), np.zeros((2, n0)), np.zeros(max(n0, n1)))
-    return grids, corners, blocks, lines, np.full(4, np.nan)
+    return grids, corners, blocks, lines, np.full(5, np.nan)
 
 
 # ---------------------------------------------------------------------------------------
@@ -565,26 +586,23 @@ def _gmres(rhs, x, prob, work, a0, s, with_nonlocal, rtol, max_restarts):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def linear_solve(rhs, x, prob, work, a0, s, with_nonlocal):
-    """Solve ``(a0 I - s J) x = rhs`` at the state of the last :func:`implicit_rate` call
-    with the solver of ``prob``. Returns ``(ok, linear_iterations)``. The factors of a linear
-    operator are reused while its coefficients (``xi``), ``a0`` and ``s`` are unchanged."""
+def _factor(prob, work, a0, s, with_nonlocal):
+    """Factorise ``a0 I - s J`` at the state of the last :func:`implicit_rate` call: the
+    tridiagonal lines, and for the Woodbury solver the columns :math:`Z = D^{-1}P` and the
+    capacitance matrix (kept in ``blocks[7]``). Records ``a0, s`` and whether the Woodbury
+    part is included in the cache record. False if a pivot vanishes."""
     inter, lin = prob[0], prob[10]
     g, blocks, rec = work[0], work[2], work[4]
-    n0, n1 = rhs.shape
-    if not (prob[11] and rec[3] == rec[0] and rec[1] == a0 and rec[2] == s):
-        rec[1] = np.nan
-        if not _factor_lines(prob, work, a0, s):
-            return False, 1
-        rec[1], rec[2], rec[3] = a0, s, rec[0]
-    if lin == LIN_THOMAS or (lin == LIN_SMW and not with_nonlocal):
-        _precondition(rhs, x, work)
-        return True, 1
-    if lin == LIN_SMW:
+    rec[1] = np.nan
+    if not _factor_lines(prob, work, a0, s):
+        return False
+    smw = lin == LIN_SMW and with_nonlocal
+    if smw:
         # A = D + P Q^T with D the lines, P = -s W (W_k = G^T dg G f_k), Q_k = vol g_k
         kind, vol, K, Fs, Gs, Khat, fft_shape = inter
+        n0, n1 = g[0].shape
         r = Fs.shape[0]
-        Wb, Zb = blocks[3], blocks[4]
+        Wb, Zb, S0 = blocks[3], blocks[4], blocks[7]
         geom = prob[6]
         for k in range(r):
             wk = Wb[k].reshape(n0, n1)
@@ -593,13 +611,34 @@ def linear_solve(rhs, x, prob, work, a0, s, with_nonlocal):
             for i in range(n0 * n1):
                 Wb[k, i] *= -s
             _precondition(wk, Zb[k].reshape(n0, n1), work)
+        for a in range(r):
+            for b in range(r):
+                S0[a, b] = (a == b) + vol * np.dot(Gs[a], Zb[b])
+    rec[1], rec[2], rec[3], rec[4] = a0, s, rec[0], 1.0 if smw else 0.0
+    return True
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _apply(rhs, x, prob, work, a0, s, with_nonlocal):
+    """Solve with the factors of :func:`_factor`; GMRES (2D, dense/FFT interaction) applies
+    the Jacobian of the last :func:`implicit_rate` call, preconditioned by those factors.
+    Returns ``(ok, linear_iterations)``."""
+    inter, lin = prob[0], prob[10]
+    if lin == LIN_THOMAS or (lin == LIN_SMW and not with_nonlocal):
         _precondition(rhs, x, work)
-        S, qy = blocks[5], blocks[6]
+        return True, 1
+    if lin == LIN_SMW:
+        blocks = work[2]
+        n0, n1 = rhs.shape
+        vol, Gs = inter[1], inter[4]
+        r = Gs.shape[0]
+        Zb, S, qy, S0 = blocks[4], blocks[5], blocks[6], blocks[7]
+        _precondition(rhs, x, work)
         xf = x.reshape(n0 * n1)
         for a in range(r):
             qy[a] = vol * np.dot(Gs[a], xf)
             for b in range(r):
-                S[a, b] = (a == b) + vol * np.dot(Gs[a], Zb[b])
+                S[a, b] = S0[a, b]
         if not _small_solve(S, qy):
             return False, 1
         for b in range(r):
@@ -608,6 +647,20 @@ def linear_solve(rhs, x, prob, work, a0, s, with_nonlocal):
                 xf[i] -= cb * Zb[b, i]
         return True, 1
     return _gmres(rhs, x, prob, work, a0, s, with_nonlocal, 1e-10, 20)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def linear_solve(rhs, x, prob, work, a0, s, with_nonlocal):
+    """Solve ``(a0 I - s J) x = rhs`` at the state of the last :func:`implicit_rate` call
+    with the solver of ``prob``. Returns ``(ok, linear_iterations, factorised)``. The factors
+    of a linear operator are reused while its coefficients (``xi``), ``a0`` and ``s`` are
+    unchanged."""
+    rec = work[4]
+    factorised = not (prob[11] and rec[3] == rec[0] and rec[1] == a0 and rec[2] == s)
+    if factorised and not _factor(prob, work, a0, s, with_nonlocal):
+        return False, 1, True
+    ok, lits = _apply(rhs, x, prob, work, a0, s, with_nonlocal)
+    return ok, lits, factorised
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -671,16 +724,17 @@ def _restore_mass(z, rhs, a0):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rate):
+def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rate, reuse):
     r"""Solve :math:`a_0 z - s L_h(z, t) = r` in place from the guess in ``z``.
 
     Converged when the residual's :math:`L^1` norm :math:`\sum_j|R_j||C|` is at most
     ``tol``; ``rate`` then holds :math:`L_h(z)` at the solution. The result is rescaled to
-    :math:`\sum a_0 z = \sum r` (mass to round-off). Returns ``(ok, iterations,
-    linear_iterations)``.
+    :math:`\sum a_0 z = \sum r` (mass to round-off). With ``reuse`` the factors of an
+    earlier solve with the same ``a0, s`` are kept while they contract (simplified Newton,
+    module doc). Returns ``(ok, iterations, linear_iterations, factorisations)``.
     """
     T, vol = prob[3], prob[8]
-    g = work[0]
+    g, rec = work[0], work[4]
     R, delta = g[17], g[18]
     n0, n1 = z.shape
     if prob[11]:
@@ -690,8 +744,18 @@ def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rat
         for i in range(n0):
             for j in range(n1):
                 z[i, j] = max(z[i, j], DENSITY_FLOOR)
+    # simplified Newton: keep factors of the same a0, s (the earlier stages of an ESDIRK
+    # step) while they contract the residual (module doc)
+    frozen = (reuse and prob[10] != LIN_GMRES and rec[1] == a0 and rec[2] == s
+              and rec[4] == (1.0 if with_nonlocal and prob[10] == LIN_SMW else 0.0))
+    z_kept = g[0]  # the iterate before an update with kept factors
     lin_its = 0
-    for it in range(max_iter + 1):
+    n_fac = 0
+    wasted = 0
+    prev = math.inf
+    it = 0
+    start = 0
+    while True:
         implicit_rate(z, t, prob, work, with_nonlocal, rate)
         norm = 0.0
         for i in range(n0):
@@ -700,17 +764,56 @@ def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rat
                 R[i, j] = -v
                 norm += abs(v)
         norm *= vol
-        if not math.isfinite(norm):
-            return False, it, lin_its
+        if not math.isfinite(norm) and not (frozen and it > 0):
+            return False, it + wasted, lin_its, n_fac
         if norm <= tol:
             _restore_mass(z, rhs, a0)
-            return True, it, lin_its
-        if it == max_iter:
+            return True, it + wasted, lin_its, n_fac
+        if frozen and it > 0:
+            theta = norm / prev
+            if not theta < 1.0:
+                # the kept factors made it worse: undo their last update, then full Newton
+                # (with a budget of its own) from the iterate before it
+                z[:] = z_kept
+                frozen = False
+                it -= 1
+                wasted += 1
+                start = it
+                continue
+            # slow, or too many iterations left at this rate (the predicted count
+            # log(tol/norm)/log(theta)): full Newton from the current iterate
+            if theta > NEWTON_CONTRACTION or math.log(tol / norm) > NEWTON_KEPT_ITERATIONS * math.log(theta):
+                frozen = False
+                start = it
+        if it - start == max_iter:
             break
-        ok, li = linear_solve(R, delta, prob, work, a0, s, with_nonlocal)
+        prev = norm
+        if not frozen:
+            n_fac += 1
+            if not _factor(prob, work, a0, s, with_nonlocal):
+                return False, it + 1 + wasted, lin_its, n_fac
+        ok, li = _apply(R, delta, prob, work, a0, s, with_nonlocal)
         lin_its += li
+        if frozen and positive and ok:
+            # an update that would remove half of a cell's density or more (in a cell whose
+            # mass is above its share of the tolerance) is not a small correction: the kept
+            # factors are not trusted with it
+            floor = tol / (vol * n0 * n1)
+            for i in range(n0):
+                for j in range(n1):
+                    if delta[i, j] < -0.5 * z[i, j] and z[i, j] > floor:
+                        frozen = False
+            if not frozen:
+                start = it
+                n_fac += 1
+                if not _factor(prob, work, a0, s, with_nonlocal):
+                    return False, it + 1 + wasted, lin_its, n_fac
+                ok, li = _apply(R, delta, prob, work, a0, s, with_nonlocal)
+                lin_its += li
         if not ok:
-            return False, it + 1, lin_its
+            return False, it + 1 + wasted, lin_its, n_fac
+        if frozen:
+            z_kept[:] = z
         for i in range(n0):
             for j in range(n1):
                 d = delta[i, j]
@@ -722,7 +825,8 @@ def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rat
                         z[i, j] = max(zi * math.exp(max(d / zi, -10.0)), DENSITY_FLOOR)
                 else:
                     z[i, j] += d
-    return False, max_iter, lin_its
+        it += 1
+    return False, it + wasted, lin_its, n_fac
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -733,15 +837,16 @@ def _linear_stage(z, rhs, a0, s, t, prob, work, rate):
     xi = schedule_value(code, params, t)
     if work[4][0] != xi:  # the face coefficients of the linear operator at this xi
         implicit_rate(z, t, prob, work, False, rate)
-    ok, lits = linear_solve(rhs, z, prob, work, a0, s, False)
+    ok, lits, fac = linear_solve(rhs, z, prob, work, a0, s, False)
+    n_fac = 1 if fac else 0
     if not ok:
-        return False, 1, lits
+        return False, 1, lits, n_fac
     jacobian_matvec(z, prob, work, False, rate)
     rate *= _restore_mass(z, rhs, a0)  # the rate of the rescaled z (linear)
     for v in z.flat:
         if not math.isfinite(v):
-            return False, 1, lits
-    return True, 1, lits
+            return False, 1, lits, n_fac
+    return True, 1, lits, n_fac
 
 
 @nb.njit(cache=True, error_model="numpy")
