@@ -20,7 +20,12 @@ by the tolerance, so its cost grows like M.
     run on the same grid (the time error) and between the explicit and implicit
     spatial schemes (minmod vs Scharfetter–Gummel flux).
 
-Run: ``python benchmarks/bench_implicit.py [--parts abc] [--repeats 3]``.
+(d) Simplified Newton: Curie–Weiss (theta = 1, beta = 3, t = 10, the Woodbury solver) with
+    the implicit defaults (ESDIRK4, rtol = 10/M^2), Newton factors kept across the stages of
+    a step (the default) against a refactorisation at every iteration
+    (``reuse_jacobian=False``): time, iterations and factorisations.
+
+Run: ``python benchmarks/bench_implicit.py [--parts abcd] [--repeats 3]``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from __future__ import annotations
 from _harness import add_blas_threads_arg, add_common_args, log, make_parser, set_blas_threads, table, timed
 
 ARGS_P = make_parser(__doc__)
-add_common_args(ARGS_P, parts="abc", quick=False)
+add_common_args(ARGS_P, parts="abcd", quick=False)
 ARGS_P.add_argument("--repeats", type=int, default=3)
 ARGS_P.add_argument("--cells", type=int, nargs="+", default=[200, 400, 800, 1600])
 ARGS_P.add_argument("--mb-cells", type=int, default=128, help="cells per axis of part (c)")
@@ -152,10 +157,38 @@ def part_c(args, out):
     out["c"] = res
 
 
+def part_d(args, out):
+    from ddsolve.schemes.fv.adaptive import AdaptiveFVSolver
+
+    log("\n(d) simplified Newton on Curie-Weiss (ESDIRK4, auto tolerances), t = 10: kept factors vs "
+        "refactorising every iteration")
+    rows, res = [], []
+    for M in (192, 600, 2400):
+        gm, rho0 = curie_weiss(M)
+        runs = {}
+        for reuse in (False, True):
+            solver = AdaptiveFVSolver(DistributionalDynamicsPDE(gm, order=1), reuse_jacobian=reuse)
+
+            def go(solver=solver):
+                state = gm.coords.field(rho0.copy())
+                solver.make_stepper(state)(state, 0.0, 10.0)
+                return dict(solver.info)
+            go()
+            runs[reuse] = timed(go, args.repeats)
+        (tf, inf_), (tr, inr) = runs[False], runs[True]
+        res.append({"M": M, "full_s": tf["median"], "kept_s": tr["median"], "full": inf_, "kept": inr})
+        rows.append([M, f"{tf['median'] * 1e3:.2f} ms", inf_["newton_iterations"], inf_["factorizations"],
+                     f"{tr['median'] * 1e3:.2f} ms", inr["newton_iterations"], inr["factorizations"],
+                     f"{tf['median'] / tr['median']:.2f}x"])
+    log(table(["M", "full Newton", "its", "factorisations", "kept factors", "its", "factorisations",
+               "speed-up"], rows))
+    out["d"] = res
+
+
 def main() -> int:
     args = ARGS
     out: dict = {}
-    for name, fn in (("a", part_a), ("b", part_b), ("c", part_c)):
+    for name, fn in (("a", part_a), ("b", part_b), ("c", part_c), ("d", part_d)):
         if name in args.parts:
             fn(args, out)
     if args.json:
