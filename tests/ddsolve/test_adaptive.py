@@ -430,6 +430,13 @@ def test_auto_rule():
     assert evolve(gm, _rho0(gm, 1.0, 0.5), 1.0, time="implicit", flux="upwind")[1]["flux"] == "upwind"
 
 
+def test_bad_tolerances_name_the_argument():
+    eq = DistributionalDynamicsPDE(_ou(40), order=1)
+    for kw, name in (({"rtol": "tight"}, "rtol"), ({"atol": [1e-8]}, "atol"), ({"rtol": -1.0}, "rtol")):
+        with pytest.raises(ValueError, match=name):
+            AdaptiveFVSolver(eq, **kw)
+
+
 def test_run_command_prints_and_records_the_choice(tmp_path, capsys):
     import json
 

@@ -59,8 +59,8 @@ TIME_MODES = ("auto", "explicit", "implicit", "imex")
 EXPLICIT_STEPS_MAX = 50
 """Runs that need at most this many explicit steps stay explicit under ``auto``.
 ``benchmarks/bench_implicit.py`` part (b) (200 cells, the implicit defaults) measures the
-break-even at about 25 explicit steps on OU and between 50 and 100 on Curie–Weiss; at 100
-steps the implicit path is 3.4x (OU) and 1.3x (Curie–Weiss) faster."""
+break-even at about 25 explicit steps on OU and 50 on Curie–Weiss; at 100 steps the
+implicit path is 2.3x (OU) and 1.3x (Curie–Weiss) faster."""
 
 TOLERANCE_CONSTANTS = {"trbdf2": 0.08, "esdirk3": 0.8, "esdirk4": 10.0, "ark3": 1.5, "ark4": 10.0}
 r"""``C`` of the auto tolerance :math:`r_{tol} = C/\min_a n_a^2`, by integrator (module doc)."""
@@ -76,6 +76,12 @@ DEFAULT_INTEGRATORS = {"implicit": "esdirk4", "imex": "ark4"}
 def default_integrator(mode: str) -> str:
     """The default integrator of an implicit (``"implicit"``, ``"auto"``) or ``"imex"`` run."""
     return DEFAULT_INTEGRATORS["imex" if mode == "imex" else "implicit"]
+
+
+def _number(name: str, value) -> float:
+    if isinstance(value, str) or not np.isscalar(value):
+        raise ValueError(f"{name} must be a non-negative number or 'auto', got {value!r}")
+    return float(value)
 
 
 def _is_auto(value) -> bool:
@@ -103,13 +109,13 @@ def grid_tolerances(coords, method: str, rtol: float | str = "auto",
         parts.append(f"rtol {rtol:.3g} = {c:g}/{n}^2 from the grid ({method}: time error "
                      "below a tenth of the O(h^2) spatial error)")
     else:
-        rtol = float(rtol)
+        rtol = _number("rtol", rtol)
         parts.append(f"rtol {rtol:.3g} (given)")
     if _is_auto(atol):
         atol = ATOL_PER_RTOL * rtol
         parts.append(f"atol {atol:.3g} = {ATOL_PER_RTOL:g} rtol")
     else:
-        atol = float(atol)
+        atol = _number("atol", atol)
         parts.append(f"atol {atol:.3g} (given)")
     return rtol, atol, "; ".join(parts)
 
