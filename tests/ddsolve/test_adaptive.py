@@ -17,6 +17,7 @@ from ddsolve.schemes.fv.auto import EXPLICIT_STEPS_MAX, TOLERANCE_CONSTANTS, cho
 from ddsolve.schemes.fv.tableaux import TABLEAUX, order_conditions
 from tests.ddsolve.sparse_reference import ImplicitFVOperator
 from tests.helpers import observed_orders
+from validation.metrics import restrict
 
 
 def _ou(M=60, beta=1.0):
@@ -243,13 +244,6 @@ def test_error_follows_the_tolerance(method):
     assert errs[2] < 0.05 * errs[0], errs
 
 
-def _restrict2(rho):
-    """Cell averages on the grid of half the cells per axis."""
-    if rho.ndim == 1:
-        return rho.reshape(-1, 2).mean(axis=1)
-    return rho.reshape(rho.shape[0] // 2, 2, rho.shape[1] // 2, 2).mean(axis=(1, 3))
-
-
 def _ou_2d(M):
     model = Model(potential=ExpressionPotential("(x**2 + 2*y**2)/2", ndim=2), beta=1.0, ndim=2)
     return GridModel(model, cartesian([[-4, 4], [-4, 4]], [M, M]))
@@ -274,7 +268,7 @@ def test_auto_tolerance_keeps_the_time_error_below_a_tenth_of_the_spatial_error(
         return _rho0(gm, 1.0, 0.5) if case.startswith("ou") else _rho0(gm, 0.3, 0.5)
 
     tight = [_run(gm, rho0(gm), 1.0, "esdirk4", rtol=1e-10, atol=1e-13)[0] for gm in gms]
-    spatial = 4 / 3 * _l1(gms[0], tight[0], _restrict2(tight[1]))
+    spatial = 4 / 3 * _l1(gms[0], tight[0], restrict(tight[1], 2))
     methods = ["trbdf2", "esdirk3", "esdirk4"] + (["ark3", "ark4"] if case.startswith("weak") else [])
     for method in methods:
         rho, info = _run(gms[0], rho0(gms[0]), 1.0, method)
