@@ -6,7 +6,7 @@ A config file has five sections (plus those of other commands, such as ``[partic
     [grid]     bounds, cells, periodic | coordinates = "radial", dim, r_max, cells;
                optional charge axis charge_bounds, charge_cells
     [initial]  kind = "gaussian" | "uniform" | "mixture" | "expression" | problem kinds
-    [scheme]   name, time (auto | explicit | implicit | imex), integrator, rtol, atol,
+    [scheme]   name, time (auto | explicit | implicit | imex | exponential), integrator, rtol, atol,
                order, theta, implicit, rk_order, cfl, dt, dt_min, dt_max, newton_tol,
                max_newton, flux, interaction; for name = "jko": method, atoms,
                time_order, inner_tol, max_inner, dt_max, growth
@@ -134,6 +134,8 @@ _explicit = When("name = 'fv', implicit = false and time = 'auto' | 'explicit'",
                  lambda p: _stepped.test(p) and p.get("time") in ("auto", "explicit"))
 _adaptive = When("name = 'fv', implicit = false and time = 'auto' | 'implicit' | 'imex'",
                  lambda p: _stepped.test(p) and p.get("time") in ("auto", "implicit", "imex"))
+_tolerances = When("name = 'fv', implicit = false and time = 'auto' | 'implicit' | 'imex' | 'exponential'",
+                   lambda p: _adaptive.test(p) or (_stepped.test(p) and p.get("time") == "exponential"))
 _implicit = when_equals("implicit", True)
 _newton = When("implicit = true or time = 'auto' | 'implicit' | 'imex'",
                lambda p: _implicit.test(p) or _adaptive.test(p))
@@ -171,9 +173,11 @@ SCHEME_PARAMS: tuple[Param, ...] = (
           "fixed-step backward Euler / BDF2 with Newton (dt, time_order, flux) instead of the "
           "time stepping chosen by scheme.time", when=_fv),
     Param("time", Choice(TIME_MODES), "auto",
-          "auto: explicit SSP-RK unless diffusion makes its dt ~ h^2 bound the binding one, "
-          "then implicit (the choice and reason go to summary.json); explicit; implicit "
-          "(error-controlled ESDIRK, see integrator, rtol, atol); imex (interaction explicit)",
+          "auto: exponential for a linear 1D problem (diffusion, no interaction), else explicit "
+          "SSP-RK unless diffusion makes its dt ~ h^2 bound the binding one, then implicit (the "
+          "choice and reason go to summary.json); explicit; implicit (error-controlled ESDIRK, "
+          "see integrator, rtol, atol); imex (interaction explicit); exponential (linear 1D "
+          "problems: the matrix exponential, exact in time, see rtol)",
           when=_stepped),
     Param("integrator", Choice(INTEGRATORS), lambda p: default_integrator(p.get("time")),
           "error-controlled integrator: trbdf2 (2nd order), esdirk3, esdirk4 (implicit); ark3, "
@@ -181,7 +185,8 @@ SCHEME_PARAMS: tuple[Param, ...] = (
     Param("rtol", OneOf((Choice(("auto",)), Real(low=0))), "auto",
           "relative tolerance of the local time error; auto: C/n^2 for n cells on the "
           "coarsest axis (C by integrator, esdirk4: 10), which keeps the time error below a "
-          "tenth of the spatial error as the grid is refined", when=_adaptive),
+          "tenth of the spatial error as the grid is refined (exponential: the bound on its "
+          "quadrature error, C = 10)", when=_tolerances),
     Param("atol", OneOf((Choice(("auto",)), Real(low=0))), "auto",
           "absolute tolerance of the local time error (density units); auto: 1e-3 rtol",
           when=_adaptive),

@@ -403,7 +403,8 @@ def test_two_dimensional_implicit_run():
 
 # --- automatic choice ---------------------------------------------------------------
 def test_auto_rule():
-    gm = _ou(100)
+    # a nonlinear (interacting) problem: explicit for short runs, implicit for long ones
+    gm = _cw(100)
     bound = diffusion_bound(DistributionalDynamicsPDE(gm, order=1))
     mode, reason = choose_time(gm, {"time": "auto"}, None, 10.0)
     assert mode == "implicit" and "diffusion" in reason
@@ -412,8 +413,15 @@ def test_auto_rule():
     no_diffusion = GridModel(Model(potential=QuadraticPotential(1.0)), cartesian([-6, 6], 100))
     assert choose_time(no_diffusion, {"time": "auto"}, None, 10.0)[0] == "explicit"
     assert choose_time(gm, {"time": "imex"}, None, 10.0) == ("imex", "requested (scheme.time)")
-    rho, info = evolve(gm, _rho0(gm, 1.0, 0.5), 20.0, time="auto")
+    rho, info = evolve(gm, _rho0(gm, 0.3, 0.5), 5.0, time="auto")
     assert info["time"] == "implicit" and info["class"] == "AdaptiveFVSolver"
+    # a linear 1D problem: the exponential whatever the length, unless another flux is asked
+    ou = _ou(100)
+    assert choose_time(ou, {"time": "auto"}, None, 10.0)[0] == "exponential"
+    assert choose_time(ou, {"time": "auto"}, None, 1e-3 * bound)[0] == "exponential"
+    assert choose_time(ou, {"time": "auto", "flux": "logmean"}, None, 10.0)[0] == "implicit"
+    gm = ou
+    rho, info = evolve(gm, _rho0(gm, 1.0, 0.5), 20.0, time="implicit")
     # a second-order flux unless asked otherwise (evolve's legacy flux default "upwind"
     # belongs to implicit=True only): Scharfetter-Gummel where the implicit operator is
     # linear, log-mean where the interaction makes it nonlinear
@@ -437,8 +445,14 @@ def test_run_command_prints_and_records_the_choice(tmp_path, capsys):
     from ddsolve.app.cli import main
     from tests.helpers import OU_CONFIG, write_config
 
-    long_run = OU_CONFIG.replace("t_final = 0.5\nsave_every = 0.5", "t_final = 20.0\nsave_every = 10.0")
-    for text, mode in ((OU_CONFIG, "explicit"), (long_run, "implicit")):
+    # Curie-Weiss (nonlinear: not the exponential) on [-3, 3] with the 60 cells of OU_CONFIG
+    cw = OU_CONFIG.replace('problem = "fokker-planck"\npotential = "quadratic"\nstiffness = 1.0\nbeta = 1.0',
+                           'problem = "curie-weiss"\npotential = "double-well"\ntheta = 1.0\nbeta = 1.0')
+    cw = cw.replace("t_final = 0.5\nsave_every = 0.5", "t_final = 0.02\nsave_every = 0.02")
+    cw = cw.replace("bounds = [-6.0, 6.0]", "bounds = [-3.0, 3.0]")
+    long_run = cw.replace("t_final = 0.02\nsave_every = 0.02", "t_final = 20.0\nsave_every = 10.0")
+    assert "curie-weiss" in cw and "[-3.0, 3.0]" in cw and "t_final = 20.0" in long_run
+    for text, mode in ((cw, "explicit"), (long_run, "implicit")):
         out = tmp_path / mode
         assert main(["run", str(write_config(tmp_path, text)), "--out", str(out)]) == 0
         printed = capsys.readouterr().out

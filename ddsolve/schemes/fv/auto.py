@@ -11,6 +11,11 @@ stationarity the diffusion bound is the one that binds, and a run of length :mat
 takes at least :math:`T/\Delta t_D` explicit steps. The rule:
 
 * no diffusion (:math:`\beta=\infty`): **explicit** (only the transport bound exists);
+* diffusion, no interaction, one axis: the operator is linear and constant (up to
+  :math:`\xi(t)`), and each output interval is one matrix exponential, exact in time:
+  **exponential** (:class:`~ddsolve.schemes.fv.exponential.ExponentialFVSolver`, a few
+  complex tridiagonal solves per interval, fewer operations than a handful of explicit
+  steps), unless ``scheme.flux`` names a flux other than ``sg``;
 * diffusion, and the run needs at most :data:`EXPLICIT_STEPS_MAX` steps at the diffusion
   bound: **explicit** (too few steps for implicit stepping to pay off);
 * otherwise **implicit** (ESDIRK with error control,
@@ -49,20 +54,23 @@ from typing import Any
 
 import numpy as np
 
+from ddsolve.grid.interaction import KIND_NONE
 from ddsolve.model.schedule import schedule_value
 from ddsolve.schemes.fv.kernels import dt_bound
 
 __all__ = ["TIME_MODES", "EXPLICIT_STEPS_MAX", "TOLERANCE_CONSTANTS", "RTOL_RANGE", "DEFAULT_INTEGRATORS",
-           "choose_time", "diffusion_bound", "grid_tolerances", "default_integrator"]
+           "choose_time", "diffusion_bound", "grid_tolerances", "default_integrator",
+           "linear_operator_reason"]
 
-TIME_MODES = ("auto", "explicit", "implicit", "imex")
+TIME_MODES = ("auto", "explicit", "implicit", "imex", "exponential")
 EXPLICIT_STEPS_MAX = 50
 """Runs that need at most this many explicit steps stay explicit under ``auto``.
 ``benchmarks/bench_implicit.py`` part (b) (200 cells, the implicit defaults) measures the
 break-even at about 25 explicit steps on OU and 50 on Curie–Weiss; at 100 steps the
 implicit path is 2.3x (OU) and 1.3x (Curie–Weiss) faster."""
 
-TOLERANCE_CONSTANTS = {"trbdf2": 0.08, "esdirk3": 0.8, "esdirk4": 10.0, "ark3": 1.5, "ark4": 10.0}
+TOLERANCE_CONSTANTS = {"trbdf2": 0.08, "esdirk3": 0.8, "esdirk4": 10.0, "ark3": 1.5, "ark4": 10.0,
+                       "exponential": 10.0}
 r"""``C`` of the auto tolerance :math:`r_{tol} = C/\min_a n_a^2`, by integrator (module doc)."""
 RTOL_RANGE = (1e-10, 1e-2)
 """The auto ``rtol`` is clipped to this range (round-off below; above, coarse grids)."""
@@ -126,6 +134,18 @@ def diffusion_bound(eq, t0: float = 0.0, cfl: float = 0.9) -> float:
     return float(2.0 * dt_bound(0.0, xi, eq.temperature, eq.geom, eq.two_d, cfl))
 
 
+def linear_operator_reason(eq) -> str | None:
+    """Why the exponential integrator does not apply to ``eq`` (None when it does): it
+    needs diffusion, no interaction and one axis."""
+    if not eq.temperature > 0:
+        return "needs diffusion (finite beta): without it the operator is pure transport"
+    if eq.inter[0] != KIND_NONE:
+        return "needs a linear operator: the interaction makes it depend on the density"
+    if eq.two_d:
+        return "is one-dimensional only (tridiagonal shifted solves)"
+    return None
+
+
 def choose_time(grid_model, options: Mapping[str, Any], rho0: np.ndarray | None = None,
                 t_span: float | None = None) -> tuple[str, str]:
     """``(mode, reason)`` for ``options["time"]`` on ``grid_model``: ``"auto"`` is decided
@@ -140,6 +160,9 @@ def choose_time(grid_model, options: Mapping[str, Any], rho0: np.ndarray | None 
     if grid_model.temperature == 0:
         return "explicit", "no diffusion: the explicit step is the transport CFL bound dt ~ h"
     eq = DistributionalDynamicsPDE(grid_model, order=1)
+    if linear_operator_reason(eq) is None and options.get("flux") in (None, "auto", "sg"):
+        return "exponential", ("linear operator (diffusion, no interaction, one axis): each output "
+                               "interval is one matrix exponential, exact in time")
     diffusion = diffusion_bound(eq, cfl=float(options.get("cfl") or 0.9))
     if t_span is not None:
         n_explicit = int(np.ceil(t_span / diffusion)) if diffusion > 0 else 2**63

@@ -858,6 +858,12 @@ def free_energy(rho, prob, psi):
         compute_psi(inter, rho, V, psi)
     else:
         psi[:] = V
+    return free_energy_psi(rho, V, psi, log_m, T, vol)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def free_energy_psi(rho, V, psi, log_m, T, vol):
+    r""":func:`free_energy` given :math:`\Psi = V + \mathcal U\rho` in ``psi``."""
     n0, n1 = rho.shape
     e = 0.0
     for i in range(n0):

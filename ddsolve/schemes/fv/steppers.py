@@ -4,7 +4,9 @@
 ``("fv", False)`` steps by ``scheme.time``: ``"explicit"`` (SSP Runge–Kutta, adaptive
 step under the positivity bound of CCH Thm 3.1), ``"implicit"`` / ``"imex"``
 (error-controlled ESDIRK / additive ESDIRK, :mod:`ddsolve.schemes.fv.adaptive`) or
-``"auto"`` (the rule of :mod:`ddsolve.schemes.fv.auto`; absent: explicit).
+``"exponential"`` (linear 1D problems: the matrix exponential of
+:mod:`ddsolve.schemes.fv.exponential`, exact in time) or ``"auto"`` (the rule of
+:mod:`ddsolve.schemes.fv.auto`; absent: explicit).
 ``("fv", True)`` is backward Euler / BDF2 with Newton at a fixed step."""
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from ddsolve.grid.grid_model import GridModel
 from ddsolve.schema import config_key
-from ddsolve.schemes.fv.auto import choose_time, default_integrator
+from ddsolve.schemes.fv.auto import choose_time, default_integrator, linear_operator_reason
 from ddsolve.schemes.fv.pde import DistributionalDynamicsPDE
 from ddsolve.schemes.fv.ssprk import SSPRKSolver
 from ddsolve.schemes.registry import register_stepper
@@ -39,6 +41,19 @@ def explicit_fv(grid_model: GridModel, options: Mapping[str, Any]):
     if mode == "explicit":
         eq = DistributionalDynamicsPDE(grid_model, **_given(options, "order", "theta"))
         solver = SSPRKSolver(eq, **_given(options, "rk_order", "cfl", "dt_min", dt_max="dt"))
+    elif mode == "exponential":
+        from ddsolve.schemes.fv.exponential import ExponentialFVSolver
+
+        eq = DistributionalDynamicsPDE(grid_model, order=1)
+        if options.get("flux") not in (None, "auto", "sg"):
+            with config_key("scheme.flux"):
+                raise ValueError(f"time = 'exponential' uses the sg flux, got {options['flux']!r}")
+        why = linear_operator_reason(eq)
+        if why is not None:
+            with config_key("scheme.time"):
+                raise ValueError(f"'exponential' {why}; use 'implicit' or 'auto'")
+        with config_key("scheme.rtol"):
+            solver = ExponentialFVSolver(eq, **_given(options, "rtol"))
     else:
         from ddsolve.schemes.fv.adaptive import AdaptiveFVSolver
 
