@@ -25,6 +25,7 @@ from ddsolve.schemes.fv.exponential import (
     QUADRATURE_ERROR_BOUND,
     TALBOT_RATE,
     ExponentialFVSolver,
+    log_amplification,
     talbot_nodes,
 )
 from tests.helpers import OU_CONFIG, write_config
@@ -89,6 +90,30 @@ def test_contour_rule_meets_its_error_bound_at_the_rate():
             assert err > 0.1 * bound, n
     with pytest.raises(ValueError, match="even"):
         talbot_nodes(7)
+
+
+@pytest.mark.parametrize("depth", [5.0, 2000.0])
+def test_amplification_is_the_weighted_norm_ratio(depth):
+    """a(b) = ||b||_* ||rho_inf||_1^(1/2) / ||b||_1 against a direct log-sum-exp evaluation,
+    for a Gibbs state of moderate depth and one whose reciprocal overflows (the fallback)."""
+    from scipy.special import logsumexp
+
+    rng = np.random.default_rng(3)
+    x = np.linspace(-1, 1, 80)
+    log_gibbs = -depth * x**2
+    b = rng.random(80) * np.exp(-3 * x**2)
+    b[::7] = 0.0
+    with np.errstate(over="ignore"):
+        inv = np.exp(log_gibbs.max() - log_gibbs)
+    assert np.isinf(inv).any() == (depth > 700)
+    got = log_amplification(b.reshape(-1, 1), log_gibbs, inv, float(np.sum(np.exp(log_gibbs - log_gibbs.max()))))
+    pos = b > 0
+    want = 0.5 * (logsumexp(2 * np.log(b[pos]) - log_gibbs[pos]) + logsumexp(log_gibbs)) - math.log(b.sum())
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-12) and got >= 0.0
+    # the Gibbs state itself has amplification 1
+    g = np.exp(log_gibbs - log_gibbs.max()).reshape(-1, 1)
+    if depth < 700:
+        assert log_amplification(g, log_gibbs, inv, float(g.sum())) == pytest.approx(0.0, abs=1e-12)
 
 
 @pytest.mark.parametrize("case", ["ou", "periodic"])

@@ -113,6 +113,7 @@ def talbot_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
     return z, np.exp(z) * dz / (1j * n)
 
 
+@nb.njit(cache=True)
 def nodes_for(rtol: float, log_amp: float = 0.0) -> int:
     """The smallest even node count in :data:`NODES_RANGE` whose error bound, times the
     amplification ``exp(log_amp)`` of :func:`log_amplification`, is at most
@@ -232,33 +233,58 @@ ho` share the off-diagonals
 
 
 @nb.njit(cache=True, error_model="numpy")
-def log_amplification(rho, log_gibbs):
-    r""":math:`\log\big(\|\rho\|_{1/\rho^\infty}\,\|\rho^\infty\|_1^{1/2}/\|\rho\|_1\big)`
-    (:math:`\ge 0` by Cauchy–Schwarz), the factor by which the bound on the error of
-    :math:`e^{\Xi A}\rho` in the norm where :math:`A` is self-adjoint exceeds one relative
-    to :math:`\|\rho\|_1` in :math:`L^1`; ``log_gibbs`` is :math:`\log\rho^\infty` up to
-    a constant (it cancels). Log-sum-exp throughout: the Gibbs weights of a deep potential
-    under- and overflow."""
+def log_amplification(rho, log_gibbs, inv_gibbs, gibbs_sum):
+    r""":math:`\log a(\rho) = \log\big(\|\rho\|_*\|\rho^\infty\|_1^{1/2}/\|\rho\|_1\big)`
+    (:math:`\ge 0` by Cauchy–Schwarz; module doc), the factor by which the quadrature
+    error can exceed :math:`\varepsilon_n\|\rho\|_1` in :math:`L^1`. ``log_gibbs`` is
+    :math:`\log\rho^\infty` up to a constant (it cancels) and ``inv_gibbs`` its
+    :math:`\exp(\max\log\rho^\infty - \log\rho^\infty_j)` (``inf`` where that overflows),
+    ``gibbs_sum`` the sum of its reciprocals; when a term overflows, the sum is taken in
+    log-sum-exp form."""
     n = rho.shape[0]
-    top_a = -math.inf
-    top_b = -math.inf
     mass = 0.0
+    sa = 0.0
+    sb = gibbs_sum
+    top_b = -math.inf
+    for i in range(n):
+        top_b = max(top_b, log_gibbs[i])
     for i in range(n):
         r = rho[i, 0]
-        top_b = max(top_b, log_gibbs[i])
         if r > 0.0:
             mass += r
-            top_a = max(top_a, 2.0 * math.log(r) - log_gibbs[i])
+            sa += r * r * inv_gibbs[i]
     if not mass > 0.0:
         return 0.0
-    sa = 0.0
-    sb = 0.0
+    if math.isfinite(sa):
+        return max(0.0, 0.5 * (math.log(sa) + math.log(sb)) - math.log(mass))
+    top_a = -math.inf  # deep potentials: sum rho^2 / rho_inf overflows
     for i in range(n):
         r = rho[i, 0]
-        sb += math.exp(log_gibbs[i] - top_b)
         if r > 0.0:
-            sa += math.exp(2.0 * math.log(r) - log_gibbs[i] - top_a)
-    return max(0.0, 0.5 * (top_a + math.log(sa) + top_b + math.log(sb)) - math.log(mass))
+            top_a = max(top_a, 2.0 * math.log(r) - (log_gibbs[i] - top_b))
+    sa = 0.0
+    for i in range(n):
+        r = rho[i, 0]
+        if r > 0.0:
+            sa += math.exp(2.0 * math.log(r) - (log_gibbs[i] - top_b) - top_a)
+    return max(0.0, 0.5 * (top_a + math.log(sa) + math.log(sb)) - math.log(mass))
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _advance(rho, span, lines, Z, W, cwork, gibbs, rtol, fixed_nodes, fe, check_energy):
+    """One output interval in one compiled call: the node count (:func:`nodes_for` from the
+    amplification of ``rho``, or ``fixed_nodes`` when positive), :func:`exponential_apply`
+    with that rule (row ``(n - 4)/2`` of ``Z, W``), and the free energy of the result (NaN
+    unless ``check_energy``). Returns ``(ok, clipped, n, log_amp, F)``."""
+    log_amp = log_amplification(rho, gibbs[0], gibbs[1], gibbs[2])
+    n = fixed_nodes if fixed_nodes > 0 else nodes_for(rtol, log_amp)
+    row = (n - NODES_RANGE[0]) // 2
+    ok, clipped = exponential_apply(rho, span, lines, Z[row, :n // 2], W[row, :n // 2], cwork)
+    F = np.nan
+    if ok and check_energy:
+        V, log_m, T, vol = fe
+        F = nw.free_energy_psi(rho, V, V, log_m, T, vol)
+    return ok, clipped, n, log_amp, F
 
 
 class ExponentialFVSolver(Resumable, SolverBase):
@@ -314,7 +340,10 @@ class ExponentialFVSolver(Resumable, SolverBase):
         self.rtol = float(rtol)
         self.fixed_nodes = None if nodes is None else int(nodes)
         self.check_energy = bool(check_energy)
-        self.rules = {n: tuple(np.ascontiguousarray(a) for a in talbot_nodes(n)) for n in range(lo, hi + 1, 2)}
+        self.Z = np.zeros(((hi - lo) // 2 + 1, hi // 2), complex)  # row i: the rule of n = lo + 2i
+        self.W = np.zeros_like(self.Z)
+        for i, n in enumerate(range(lo, hi + 1, 2)):
+            self.Z[i, :n // 2], self.W[i, :n // 2] = talbot_nodes(n)
         self.prob = nw.make_problem(pde, "sg", nonlocal_implicit=False)
         work = nw.make_newton_workspace(pde)
         n0 = pde.shape2d[0]
@@ -324,9 +353,13 @@ class ExponentialFVSolver(Resumable, SolverBase):
         self.cwork = tuple(np.zeros((n0, hi // 2), complex) for _ in range(3))
         V, log_m, T, vol = self.prob[1], self.prob[2], float(self.prob[3]), float(self.prob[8])
         self._fe = (V, log_m, T, vol)
-        self.log_gibbs = np.ascontiguousarray((log_m - V / T).reshape(n0))
+        log_gibbs = np.ascontiguousarray((log_m - V / T).reshape(n0))
+        with np.errstate(over="ignore"):
+            inv = np.exp(log_gibbs.max() - log_gibbs)
+        self.gibbs = (log_gibbs, inv, float(np.sum(np.exp(log_gibbs - log_gibbs.max()))))
         self._counters = {"steps": 0, "energy_increases": 0, "solves": 0}
         self._F = math.inf
+        self._log_amp_max = 0.0
         rule = (f"{self.fixed_nodes} contour nodes (given)" if nodes is not None else
                 f"contour nodes per interval: the fewest with error bound x amplification <= "
                 f"{RTOL_SHARE:g} rtol")
@@ -338,24 +371,24 @@ class ExponentialFVSolver(Resumable, SolverBase):
     def nodes(self, rho: np.ndarray) -> tuple[int, float]:
         """``(n, log_amp)``: the node count for an interval starting from ``rho`` (shape
         ``(M, 1)``) and its log amplification (:func:`log_amplification`)."""
-        log_amp = float(log_amplification(rho, self.log_gibbs))
+        log_amp = float(log_amplification(rho, *self.gibbs))
         n = self.fixed_nodes if self.fixed_nodes is not None else nodes_for(self.rtol, log_amp)
-        return n, log_amp
+        return int(n), log_amp
 
     def make_stepper(self, state, dt=None):
         eq: DistributionalDynamicsPDE = self.pde
         code, params = eq.sched
         counters, solver, info = self._counters, self, self.info
-        V, log_m, T, vol = self._fe
+        fixed = self.fixed_nodes or 0
         info.update(counters)
 
         def stepper(state, t_start: float, t_end: float) -> float:
             span = schedule_integral(code, params, t_start, t_end)
             if span > 0.0:
                 rho = np.array(state.data, dtype=float).reshape(-1, 1)
-                n, log_amp = solver.nodes(rho)
-                zs, ws = solver.rules[n]
-                ok, clipped = exponential_apply(rho, span, solver.lines, zs, ws, solver.cwork)
+                ok, clipped, n, log_amp, F = _advance(
+                    rho, span, solver.lines, solver.Z, solver.W, solver.cwork, solver.gibbs,
+                    solver.rtol, fixed, solver._fe, solver.check_energy)
                 if not ok:
                     cause = "non-finite density (NaN or inf)"
                     raise SolverFailure(f"{cause}: a shifted solve of the exponential failed at "
@@ -363,11 +396,14 @@ class ExponentialFVSolver(Resumable, SolverBase):
                 state.data[...] = rho.reshape(state.data.shape)
                 counters["steps"] += 1
                 counters["solves"] += n // 2
-                info["clipped_max"] = max(info["clipped_max"], float(clipped))
-                info["nodes_max"] = max(info["nodes_max"], n)
-                info["amplification_max"] = max(info["amplification_max"], math.exp(log_amp))
+                if clipped > info["clipped_max"]:
+                    info["clipped_max"] = clipped
+                if n > info["nodes_max"]:
+                    info["nodes_max"] = n
+                if log_amp > solver._log_amp_max:
+                    solver._log_amp_max = log_amp
+                    info["amplification_max"] = math.exp(log_amp)
                 if solver.check_energy:
-                    F = nw.free_energy_psi(rho, V, V, log_m, T, vol)
                     if F > solver._F + 1e-12 * max(1.0, abs(solver._F)):
                         counters["energy_increases"] += 1
                     solver._F = F

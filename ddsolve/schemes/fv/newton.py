@@ -608,9 +608,14 @@ def _factor(prob, work, a0, s, with_nonlocal):
             wk = Wb[k].reshape(n0, n1)
             wk[:] = 0.0
             _nonlocal_column(g[6], Fs[k].reshape(n0, n1), geom[0], geom[2], g[3], wk)
+            active = False
             for i in range(n0 * n1):
                 Wb[k, i] *= -s
-            _precondition(wk, Zb[k].reshape(n0, n1), work)
+                active = active or Wb[k, i] != 0.0
+            if active:
+                _precondition(wk, Zb[k].reshape(n0, n1), work)
+            else:  # f_k constant (e.g. the |y|^2 term of a quadratic kernel): no flux, no column
+                Zb[k] = 0.0
         for a in range(r):
             for b in range(r):
                 S0[a, b] = (a == b) + vol * np.dot(Gs[a], Zb[b])
