@@ -935,7 +935,7 @@ class DdsolveWP(WPMethod):
         _, solver = make_stepper(gm, options)
         state0 = gm.coords.field(rho0.copy())
         explicit = options["time"] == "explicit"
-        if not explicit:  # a positivity-limited IMEX run counts as failed, not as slow
+        if not explicit:  # a run that exhausts the step budget counts as failed, not as slow
             solver.max_steps = WP_MAX_STEPS
         stepper = solver.make_stepper(state0.copy())
 

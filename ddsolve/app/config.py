@@ -176,7 +176,8 @@ SCHEME_PARAMS: tuple[Param, ...] = (
           "auto: exponential for a linear 1D problem (diffusion, no interaction), else explicit "
           "SSP-RK unless diffusion makes its dt ~ h^2 bound the binding one, then implicit (the "
           "choice and reason go to summary.json); explicit; implicit (error-controlled ESDIRK, "
-          "see integrator, rtol, atol); imex (interaction explicit); exponential (linear 1D "
+          "see integrator, rtol, atol); imex (semi-implicit: interaction potential explicit); "
+          "exponential (linear 1D "
           "problems: the matrix exponential, exact in time, see rtol)",
           when=_stepped),
     Param("integrator", Choice(INTEGRATORS), lambda p: default_integrator(p.get("time")),

@@ -4,17 +4,27 @@ The semi-discrete equation :math:`\dot\rho = L_h(\rho, t)` (face fluxes of
 :mod:`ddsolve.schemes.fv.newton`) is integrated by an ESDIRK method of
 :mod:`ddsolve.schemes.fv.tableaux`,
 
-.. math:: z_i = \rho^n + \Delta t\sum_{j<i}\big(a^I_{ij}k^I_j + a^E_{ij}k^E_j\big)
-          + \Delta t\,\gamma\,L_I(z_i, t_n + c_i\Delta t), \qquad
-          \rho^{n+1} = \rho^n + \Delta t\sum_j b_j\big(k^I_j + k^E_j\big),
+.. math:: z_i = \rho^n + \Delta t\sum_{j<i}a^I_{ij}k_j + \Delta t\,\gamma\,k_i, \qquad
+          k_i = L_h(z_i, t_n + c_i\Delta t;\ \Psi_i), \qquad
+          \rho^{n+1} = \rho^n + \Delta t\sum_j b_jk_j = z_s,
 
-where :math:`k^I_j = L_I(z_j)`. Fully implicit methods put all of :math:`L_h` in
-:math:`L_I`; the IMEX pairs treat the interaction explicitly
-(:math:`k^E = L_h - L_I`, :math:`L_I` = :math:`L_h` with :math:`\Psi = V`). Each stage is a
-Newton solve of :func:`~ddsolve.schemes.fv.newton.newton_solve` in compiled code (one
-direct solve when :math:`L_I` is linear: the ``sg`` flux with :math:`\Psi = V`); the
-whole step loop, error estimate and controller run in one compiled call per output
-interval.
+(stiffly accurate). The fully implicit methods take the potential of the stage itself,
+:math:`\Psi_i = V + \mathcal U z_i`. The IMEX pairs are *semi-implicit* in the sense of
+Boscarino, Filbet & Russo (J. Sci. Comput. 68, 2016): the interaction enters through the
+potential of the explicit stage value,
+
+.. math:: \Psi_i = V + \mathcal U u_i, \qquad u_i = \rho^n + \Delta t\sum_{j<i}a^E_{ij}k_j,
+
+and the transport it drives is implicit, so a stage is the implicit equation of a
+potential held fixed — linear in the density for the ``sg`` flux, an M-matrix step, one
+direct solve — and stays positive whatever the step (an explicit interaction *flux*
+would be held to its transport CFL bound). Writing :math:`\dot\rho = F(\rho, \rho)` with
+:math:`F(u, v) = L_h(v;\ V + \mathcal Uu)`, this is the additive (partitioned) Runge–Kutta
+method of the pair applied to the explicit argument :math:`u` and the implicit argument
+:math:`v`, with the order of the pair. Each stage is a Newton solve of
+:func:`~ddsolve.schemes.fv.newton.newton_solve` in compiled code (one direct solve when
+the stage operator is linear); the whole step loop, error estimate and controller run in
+one compiled call per output interval.
 
 **Error control.** The local error estimate :math:`e = \Delta t\sum_j(b_j-\hat b_j)k_j`
 is measured in the weighted RMS norm
@@ -120,17 +130,12 @@ def _clip_within_tolerance(y, ref, rtol, atol):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _initial_step(rho, t, span, dt_max, rtol, atol, prob, work, imex, k0, kE0):
+def _initial_step(rho, t, span, dt_max, rtol, atol, prob, work, k0):
     """Starting step ``0.01 |y|/|f|`` in the error norm (Hairer, Nørsett & Wanner, Solving
-    ODEs I, §II.4), bounded by the span and ``dt_max``; fills the rates at ``rho``."""
-    nw.implicit_rate(rho, t, prob, work, not imex, k0)
-    if imex:
-        nw.implicit_rate(rho, t, prob, work, True, kE0)
-        kE0 -= k0
+    ODEs I, §II.4), bounded by the span and ``dt_max``; fills the rate at ``rho``."""
+    nw.implicit_rate(rho, t, prob, work, True, k0)
     d0 = _wnorm(rho, rho, rho, rtol, atol)
     d1 = _wnorm(k0, rho, rho, rtol, atol)
-    if imex:
-        d1 += _wnorm(kE0, rho, rho, rtol, atol)
     h0 = 0.01 * d0 / d1
     if not (d0 >= 1e-5 and d1 >= 1e-5 and math.isfinite(h0)):  # also a non-finite rate
         h0 = 1e-6
@@ -144,7 +149,8 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
 
     ``tab`` is :meth:`Tableau.packed`; ``ctrl = (rtol, atol, dt_min, dt_max, newton_tol,
     max_newton, adaptive, max_steps, check_energy, imex, reuse_jacobian)``; ``stage_work = (kI, kE, y0, z,
-    err, tmp)`` with ``kI, kE`` of shape ``(stages, n0, n1)``; ``state = [err_prev, F_prev,
+    err, tmp)`` with ``kI`` of shape ``(stages, n0, n1)`` (the stage rates) and ``kE`` of shape
+    ``(1, n0, n1)`` (scratch: the explicit stage value of the IMEX methods); ``state = [err_prev, F_prev,
     dt, have_k0, t_k0]`` carries the controller across calls (``dt`` is the next step to
     try, in fixed-step mode the step; ``kI[0]`` holds the rate at ``t_k0`` when ``have_k0``
     is set: stiffly accurate methods reuse the last stage's rate, "first same as last").
@@ -152,11 +158,12 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
     AI, AE, b, bhat, c, kexp = tab
     rtol, atol, dt_min, dt_max, newton_tol, max_newton, adaptive, max_steps, check_energy, imex, reuse = ctrl
     kI, kE, y0, z, err, tmp = stage_work
+    u = kE[0]  # the explicit stage value of the semi-implicit IMEX methods
     s = b.size
     T = prob[3]
     psi_scratch = work[0][22]
     if state[2] <= 0.0 and t < t_end:
-        state[2] = _initial_step(rho, t, t_end - t, dt_max, rtol, atol, prob, work, imex, kI[0], kE[0])
+        state[2] = _initial_step(rho, t, t_end - t, dt_max, rtol, atol, prob, work, kI[0])
         state[3] = 1.0
         state[4] = t
     dt_fixed = state[2]
@@ -182,24 +189,26 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
                 z[:] = y0
                 if state[3] != 0.0 and state[4] == t:
                     continue  # first same as last: the rates of the accepted last stage
-                nw.implicit_rate(z, ti, prob, work, not imex, kI[0])
-                if imex:
-                    nw.implicit_rate(z, ti, prob, work, True, kE[0])
-                    kE[0] -= kI[0]
+                nw.implicit_rate(z, ti, prob, work, True, kI[0])
                 state[3] = 1.0
                 state[4] = t
                 continue
             _combine(tmp, y0, AI[i], kI, i, h)
-            if imex:
-                _combine(tmp, tmp, AE[i], kE, i, h)
             # a negative explicit part of the stage: within the tolerance it is clipped
             # (mass kept), beyond it the step is refused
             if not _clip_within_tolerance(tmp, y0, rtol, atol):
                 ok = False
                 break
+            if imex:
+                # semi-implicit: the potential of the explicit stage value
+                # u_i = y0 + h sum_j aE_ij k_j, the transport it drives implicit
+                _combine(u, y0, AE[i], kI, i, h)
+                nw.freeze_potential(u, prob, work)
             # guess: the previous stage
             conv, its, lits, nfac = nw.newton_solve(z, tmp, 1.0, h * AI[i, i], ti, prob, work, not imex,
                                                     newton_tol, int(max_newton), kI[i], reuse)
+            if imex:
+                nw.release_potential(work)
             counters[_C_NEWTON] += its
             counters[_C_LIN] += lits
             counters[_C_FACT] += nfac
@@ -209,18 +218,10 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
             if T == 0.0 and not _clip_within_tolerance(z, y0, rtol, atol):
                 ok = False
                 break
-            if imex:
-                nw.implicit_rate(z, ti, prob, work, True, kE[i])
-                kE[i] -= kI[i]
-        if ok and imex:
-            # rho^{n+1} = z_s + h sum_j (b_j - aE_sj) kE_j: the implicit part is stiffly
-            # accurate, the explicit one is not
-            _combine(z, z, b - AE[s - 1], kE, s, h)
-            ok = _clip_within_tolerance(z, y0, rtol, atol)
+        # rho^{n+1} = y0 + h sum_j b_j k_j is the last stage (stiffly accurate; the IMEX
+        # pairs share b)
         if ok:
             _combine(err, None, b - bhat, kI, s, h)
-            if imex:
-                _combine(err, err, b - bhat, kE, s, h)
             enorm = _wnorm(err, y0, z, rtol, atol)
             if not math.isfinite(enorm):
                 ok = False
@@ -247,7 +248,7 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
         t = t_end if h == t_end - t else t + h
         counters[_C_STEPS] += 1
         if imex:
-            # rho^{n+1} is not the last stage: its rates are new
+            # the last stage's rate is that of the frozen potential: the next step's is new
             state[3] = 0.0
         else:
             kI[0][:] = kI[s - 1]
@@ -283,7 +284,7 @@ class AdaptiveFVSolver(Resumable, SolverBase):
     method : str
         A name in :data:`~ddsolve.schemes.fv.tableaux.TABLEAUX`: ``trbdf2`` (2nd order),
         ``esdirk3``, ``esdirk4`` (implicit, the default), ``ark3``, ``ark4`` (IMEX:
-        interaction explicit).
+        semi-implicit, the interaction potential from the explicit stage value).
     rtol, atol : float or "auto"
         Tolerances of the local error (``atol`` in density units). ``"auto"`` (the default,
         as for the ``scheme.rtol``/``scheme.atol`` config keys) follows the grid:
@@ -354,7 +355,7 @@ class AdaptiveFVSolver(Resumable, SolverBase):
         self.work = nw.make_newton_workspace(pde)
         s = self.tableau.stages
         n0, n1 = pde.shape2d
-        self.stage_work = (np.zeros((s, n0, n1)), np.zeros((s, n0, n1))) + tuple(
+        self.stage_work = (np.zeros((s, n0, n1)), np.zeros((1, n0, n1))) + tuple(
             np.zeros((n0, n1)) for _ in range(4))
         self.info.update(method=method, flux=flux, rtol=self.rtol, atol=self.atol,
                          tolerance_reason=tolerance_reason,

@@ -90,7 +90,8 @@ from ddsolve.model.schedule import schedule_value
 from ddsolve.schemes.fv.kernels import compute_psi
 
 __all__ = ["FLUXES", "LIN_THOMAS", "LIN_SMW", "LIN_GMRES", "make_problem", "make_newton_workspace",
-           "implicit_rate", "newton_solve", "free_energy", "jacobian_matvec", "linear_solve"]
+           "implicit_rate", "newton_solve", "free_energy", "jacobian_matvec", "linear_solve",
+           "freeze_potential", "release_potential"]
 
 LIN_THOMAS, LIN_SMW, LIN_GMRES = 0, 1, 2
 FLUX_UPWIND, FLUX_LOGMEAN, FLUX_SG = 0, 1, 2
@@ -138,7 +139,8 @@ def make_newton_workspace(eq) -> tuple:
     vectors, the GMRES and Woodbury blocks (one row per separable term, and the r x r
     capacitance matrix), the factors of the tridiagonal lines, and the cache record:
     ``[xi of the face coefficients (NaN: not the linear operator's), a0 and s of the
-    factors, xi of the factors, 1 if they include the Woodbury part]``."""
+    factors, xi of the factors, 1 if they include the Woodbury part, 1 while the potential
+    is frozen (:func:`freeze_potential`)]``."""
     n0, n1 = eq.shape2d
     rank = eq.inter[3].shape[0] if eq.inter[0] == KIND_SEPARABLE else 0
     M = n0 * n1
@@ -152,7 +154,9 @@ def make_newton_workspace(eq) -> tuple:
     # cyclic corrections per line, and scratch
     lines = tuple(np.zeros((n0, n1)) for _ in range(6)) + (
         np.zeros((2, n1)), np.zeros((2, n0)), np.zeros(max(n0, n1)))
-    return grids, corners, blocks, lines, np.full(5, np.nan)
+    rec = np.full(6, np.nan)
+    rec[5] = 0.0
+    return grids, corners, blocks, lines, rec
 
 
 # ---------------------------------------------------------------------------------------
@@ -306,8 +310,10 @@ def _axis_matvec(aL, aR, dg, w, h, periodic, v, out):
 def implicit_rate(rho, t, prob, work, with_nonlocal, out):
     r"""``out = L_h(rho, t)``, filling the face derivatives in ``work`` for the Jacobian.
 
-    ``with_nonlocal=False`` drops the interaction from :math:`\Psi` (the implicit part of
-    the IMEX splitting)."""
+    ``with_nonlocal=False`` drops the interaction from :math:`\Psi`. While the cache
+    record's entry 5 is 1 (:func:`freeze_potential`), :math:`\Psi` is the one the caller
+    left in the workspace (``work[0][2]``), held fixed: the stages of the semi-implicit IMEX
+    methods."""
     inter, V, log_m, T, code, params, geom, flux, vol, has_nl, lin, linear = prob
     g = work[0]
     logr, psi = g[1], g[2]
@@ -316,18 +322,38 @@ def implicit_rate(rho, t, prob, work, with_nonlocal, out):
     n0, n1 = rho.shape
     xi = schedule_value(code, params, t)
     nonlocal_psi = with_nonlocal and inter[0] != KIND_NONE
-    if nonlocal_psi:
+    frozen = work[4][5] == 1.0
+    if frozen:
+        pass  # the caller's potential, already in psi (a semi-implicit IMEX stage)
+    elif nonlocal_psi:
         compute_psi(inter, rho, V, psi)
     else:
         psi = V
     # the face coefficients are now those of the linear operator at xi, or not
-    work[4][0] = xi if linear and not nonlocal_psi else np.nan
+    work[4][0] = xi if linear and not nonlocal_psi and not frozen else np.nan
     invr = g[24]
     out[:] = 0.0
     _axis_faces(rho, psi, log_m, logr, invr, hx, px, xi, T, flux, True, aLx, aRx, dgx, out)
     if n1 > 1:
         _axis_faces(rho.T, psi.T, log_m.T, logr.T, invr.T, hy, py, xi, T, flux, False, aLy.T,
                     aRy.T, dgy.T, out.T)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def freeze_potential(u, prob, work):
+    r"""Hold :math:`\Psi = V + \mathcal U u` fixed in the operator (:func:`implicit_rate`)
+    until :func:`release_potential`: the implicit operator of a semi-implicit stage, which
+    is linear in the density for the ``sg`` flux."""
+    compute_psi(prob[0], u, prob[1], work[0][2])
+    work[4][5] = 1.0
+    work[4][0] = np.nan  # the face coefficients are no longer those of Psi = V
+
+
+@nb.njit(cache=True, error_model="numpy")
+def release_potential(work):
+    r"""End :func:`freeze_potential`: :math:`\Psi` follows the density again."""
+    work[4][5] = 0.0
+    work[4][0] = np.nan
 
 
 @nb.njit(cache=True, error_model="numpy")

@@ -124,9 +124,9 @@ TABLEAUX: dict[str, Tableau] = {t.name: t for t in (
     Tableau("esdirk3", 3, 2, _AI3, _b3, _bh3, doc="ESDIRK3(2)4L[2]SA (Kennedy & Carpenter 2003)"),
     Tableau("esdirk4", 4, 3, _AI4, _b4, _bh4, doc="ESDIRK4(3)6L[2]SA (Kennedy & Carpenter 2003)"),
     Tableau("ark3", 3, 2, _AI3, _b3, _bh3, _AE3,
-            doc="ARK3(2)4L[2]SA IMEX: interaction explicit, the rest implicit"),
+            doc="ARK3(2)4L[2]SA IMEX: interaction potential explicit, transport implicit (semi-implicit)"),
     Tableau("ark4", 4, 3, _AI4, _b4, _bh4, _AE4,
-            doc="ARK4(3)6L[2]SA IMEX: interaction explicit, the rest implicit"),
+            doc="ARK4(3)6L[2]SA IMEX: interaction potential explicit, transport implicit (semi-implicit)"),
 )}
 """Every integrator tableau, by name."""
 
