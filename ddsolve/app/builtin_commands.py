@@ -67,7 +67,8 @@ class RunCommand(Command):
                 print(f"ddsolve: resumed at t={s['resumed']['t']:.6g} from the checkpoint in {result.out_dir}")
             solver = s.get("solver") or {}
             if solver.get("time"):
-                how = solver["time"] + (f" {solver['method']}" if solver["time"] != "explicit" else "")
+                method = solver.get("method")
+                how = solver["time"] + (f" {method}" if solver["time"] not in ("explicit", method) else "")
                 print(f"ddsolve: time stepping {how}: {solver.get('time_reason', '')}")
                 if solver.get("tolerance_reason"):
                     print(f"ddsolve: tolerances {solver['tolerance_reason']}")

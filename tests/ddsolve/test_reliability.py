@@ -75,6 +75,7 @@ SCHEMES = {
     "implicit": 'time = "implicit"\nrtol = 1e-9\natol = 1e-12',
     "bdf2": 'implicit = true\ntime_order = 2\ndt = 0.01\nflux = "logmean"',
     "jko": 'name = "jko"\nmethod = "lagrangian"\ndt = 0.02\natoms = 60',
+    "exponential": 'time = "exponential"',  # on the double well without interaction (linear)
 }
 
 
@@ -215,10 +216,14 @@ def _stop_after(monkeypatch, calls: int) -> None:
     monkeypatch.setattr(TimeLoop, "PAUSE_SECONDS", 0.0)  # pauses shrink to single steps
 
 
-@pytest.mark.parametrize("scheme", ["explicit", "implicit", "bdf2", "jko"])
+@pytest.mark.parametrize("scheme", ["explicit", "implicit", "bdf2", "jko", "exponential"])
 def test_interrupted_run_resumes_to_the_same_final_state(tmp_path, monkeypatch, scheme):
-    text = CURIE_WEISS.format(cells=90, scheme=SCHEMES[scheme], t_final=2.0, save_every=0.5,
-                              checkpoint_every="inf")
+    text = CURIE_WEISS.format(cells=90, scheme=SCHEMES[scheme], t_final=2.0,
+                              save_every=0.1 if scheme == "exponential" else 0.5, checkpoint_every="inf")
+    if scheme == "exponential":  # one stepper call per output interval: 20 of them
+        text = text.replace('problem = "curie-weiss"\npotential = "double-well"\ntheta = 1.0',
+                            'problem = "fokker-planck"\npotential = "double-well"')
+        assert "fokker-planck" in text
     raw = resolve(__import__("tomllib").loads(text))
     reference = run(raw, tmp_path / "reference")
     ref_times, ref_data = _snapshots(tmp_path / "reference")
