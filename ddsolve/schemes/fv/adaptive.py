@@ -204,9 +204,13 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
                 # u_i = y0 + h sum_j aE_ij k_j, the transport it drives implicit
                 _combine(u, y0, AE[i], kI, i, h)
                 nw.freeze_potential(u, prob, work)
-            # guess: the previous stage
+            # guess: the previous stage. A step retried after a failure or a rejection
+            # refactorises at every iteration (kept factors stop at the tolerance, and their
+            # inexact stage rates are what sent a loose-tolerance run on a fine grid into
+            # thousands of failed steps: a negative explicit stage combination, measured)
             conv, its, lits, nfac = nw.newton_solve(z, tmp, 1.0, h * AI[i, i], ti, prob, work, not imex,
-                                                    newton_tol, int(max_newton), kI[i], reuse)
+                                                    newton_tol, int(max_newton), kI[i],
+                                                    reuse and not was_rejected)
             if imex:
                 nw.release_potential(work)
             counters[_C_NEWTON] += its
