@@ -34,7 +34,8 @@ The next step is the PI controller of Gustafsson (ACM TOMS 20, 1994),
 :math:`\Delta t_{new} = \Delta t\,\min(5, \max(0.2,\ 0.9\,\|e_n\|^{-0.7/k}\|e_{n-1}\|^{0.4/k}))`
 with :math:`k` one more than the embedded order; a rejected step is retried with
 :math:`\max(0.2, 0.9\|e\|^{-1/k})` times the step, and a step whose Newton solve fails (or,
-without diffusion, whose stage goes negative) with a quarter of it.
+without diffusion, whose stage goes negative) with a quarter of it. A retried step
+refactorises the Newton matrix at every iteration (no kept factors).
 
 **Invariants.** Mass: every :math:`k_j` sums to zero exactly and each stage is rescaled to
 its exact mass, so :math:`\sum_j\rho_j` is conserved to round-off. Positivity: with
