@@ -101,7 +101,7 @@ def talbot_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
     Examples
     --------
     >>> z, w = talbot_nodes(16)
-    >>> abs(2 * np.real(np.sum(w / (z + 1.0))) - math.exp(-1.0)) < 1e-9
+    >>> bool(abs(2 * np.real(np.sum(w / (z + 1.0))) - math.exp(-1.0)) < 1e-9)
     True
     """
     if n < 2 or n % 2:
@@ -297,8 +297,9 @@ class ExponentialFVSolver(Resumable, SolverBase):
         A one-dimensional grid model with diffusion and no interaction
         (:func:`ddsolve.schemes.fv.auto.linear_operator_reason`); the face flux is Scharfetter–Gummel.
     rtol : float or "auto"
-        Bound on the relative quadrature error (the contour has the fewest nodes whose
-        error is at most a tenth of it). ``"auto"``: :math:`C/n^2` for :math:`n` cells
+        Bound on the relative quadrature error: each interval takes the fewest nodes whose
+        error bound, times the amplification of its start (:func:`log_amplification`), is
+        at most a tenth of it. ``"auto"``: :math:`C/n^2` for :math:`n` cells
         (:func:`ddsolve.schemes.fv.auto.grid_tolerances`, method ``exponential``).
     nodes : int, optional
         The number of contour nodes (even, at most 24), instead of the one ``rtol`` implies.
