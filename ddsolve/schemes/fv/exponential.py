@@ -245,9 +245,6 @@ def log_amplification(rho, log_gibbs, inv_gibbs, gibbs_sum):
     mass = 0.0
     sa = 0.0
     sb = gibbs_sum
-    top_b = -math.inf
-    for i in range(n):
-        top_b = max(top_b, log_gibbs[i])
     for i in range(n):
         r = rho[i, 0]
         if r > 0.0:
@@ -257,7 +254,10 @@ def log_amplification(rho, log_gibbs, inv_gibbs, gibbs_sum):
         return 0.0
     if math.isfinite(sa):
         return max(0.0, 0.5 * (math.log(sa) + math.log(sb)) - math.log(mass))
-    top_a = -math.inf  # deep potentials: sum rho^2 / rho_inf overflows
+    top_b = -math.inf  # deep potentials: sum rho^2 / rho_inf overflows
+    for i in range(n):
+        top_b = max(top_b, log_gibbs[i])
+    top_a = -math.inf
     for i in range(n):
         r = rho[i, 0]
         if r > 0.0:
