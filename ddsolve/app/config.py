@@ -174,15 +174,18 @@ SCHEME_PARAMS: tuple[Param, ...] = (
           "time stepping chosen by scheme.time", when=_fv),
     Param("time", Choice(TIME_MODES), "auto",
           "auto: exponential for a linear 1D problem (diffusion, no interaction), else explicit "
-          "SSP-RK unless diffusion makes its dt ~ h^2 bound the binding one, then implicit (the "
-          "choice and reason go to summary.json); explicit; implicit (error-controlled ESDIRK, "
+          "SSP-RK unless diffusion makes its dt ~ h^2 bound the binding one, then imex with "
+          "interaction and implicit without (the choice and reason go to summary.json); "
+          "explicit; implicit (error-controlled ESDIRK, "
           "see integrator, rtol, atol); imex (semi-implicit: interaction potential explicit); "
           "exponential (linear 1D "
           "problems: the matrix exponential, exact in time, see rtol)",
           when=_stepped),
-    Param("integrator", Choice(INTEGRATORS), lambda p: default_integrator(p.get("time")),
+    Param("integrator", Choice(("auto",) + INTEGRATORS), lambda p: default_integrator(p.get("time")),
           "error-controlled integrator: trbdf2 (2nd order), esdirk3, esdirk4 (implicit); ark3, "
-          "ark4 (imex)", default_doc="esdirk4 (ark4 for time = 'imex')", when=_adaptive),
+          "ark4 (imex); auto: esdirk4 for implicit, ark4 for imex (with time = 'auto', given "
+          "one also decides implicit or imex)",
+          default_doc="esdirk4 (time = 'implicit'), ark4 ('imex'), auto ('auto')", when=_adaptive),
     Param("rtol", OneOf((Choice(("auto",)), Real(low=0))), "auto",
           "relative tolerance of the local time error; auto: C/n^2 for n cells on the "
           "coarsest axis (C by integrator, esdirk4: 10), which keeps the time error below a "
@@ -313,7 +316,7 @@ def _resolve_scheme(raw: Mapping[str, Any]) -> dict[str, Any]:
     if scheme["name"] == "jko" and scheme.get("dt_max") is not None and scheme["dt_max"] < scheme["dt"]:
         raise ConfigError("scheme.dt_max", f"must be at least scheme.dt = {scheme['dt']}")
     time, integrator = scheme.get("time"), scheme.get("integrator")
-    if time in ("implicit", "imex") and TABLEAUX[integrator].imex != (time == "imex"):
+    if time in ("implicit", "imex") and integrator != "auto" and TABLEAUX[integrator].imex != (time == "imex"):
         kinds = [n for n, t in TABLEAUX.items() if t.imex == (time == "imex")]
         raise ConfigError("scheme.integrator", f"{integrator!r} does not apply to time = {time!r}; "
                                                f"one of {', '.join(kinds)}")

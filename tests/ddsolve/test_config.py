@@ -213,7 +213,7 @@ def test_defaults_are_filled_in():
     assert cfg["initial"] == {"kind": "gaussian", "mean": 0.0, "std": 1.0}
     assert cfg["scheme"] == {"name": "fv", "order": 2, "theta": 2.0, "interaction": "auto",
                              "implicit": False, "rk_order": 3, "cfl": 0.9, "dt_min": 1e-14,
-                             "time": "auto", "integrator": "esdirk4", "rtol": "auto", "atol": "auto",
+                             "time": "auto", "integrator": "auto", "rtol": "auto", "atol": "auto",
                              "flux": "auto", "max_newton": 8}
     assert cfg["run"] == {"t_final": 2.0, "save_every": 0.2, "out": "out", "seed": 0,
                           "checkpoint_every": 60.0, "max_steps": 10**8}

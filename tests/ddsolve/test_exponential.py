@@ -201,7 +201,7 @@ def test_auto_chooses_the_exponential_only_for_linear_one_dimensional_problems()
     assert choose_time(ou, {"time": "auto"}, None, 1e-6)[0] == "exponential"  # short runs too
     cw = GridModel(Model(potential=DoubleWellPotential(), interaction=QuadraticKernel(1.0), beta=3.0),
                    cartesian([-3, 3], 100))
-    assert choose_time(cw, {"time": "auto"}, None, 10.0)[0] == "implicit"
+    assert choose_time(cw, {"time": "auto"}, None, 10.0)[0] == "imex"  # nonlinear: the semi-implicit pair
     two_d = GridModel(Model(potential=ExpressionPotential("x**2 + y**2", ndim=2), beta=1.0, ndim=2),
                       cartesian([[-3, 3], [-3, 3]], [20, 20]))
     assert choose_time(two_d, {"time": "auto"}, None, 10.0)[0] == "implicit"

@@ -78,11 +78,11 @@ def test_self_convergence_without_an_exact_solution(tmp_path):
     assert 1.9 < min(orders(dens)) and max(orders(dens)) < 2.1
     report = (out / "convergence.md").read_text()
     assert "successive differences" in report
-    # scheme.time = auto picks explicit for the short runs on coarse grids: the study pins
-    # one mode, and says so
-    assert "explicit, explicit, implicit, implicit" in report and "all runs use implicit" in report
+    # scheme.time = auto picks explicit for the short runs on coarse grids and the
+    # semi-implicit IMEX pair (interaction) for the others: the study pins one mode, and says so
+    assert "explicit, explicit, imex, imex" in report and "all runs use imex" in report
     methods = {json.loads((d / "summary.json").read_text())["solver"]["time"] for d in (out / "runs").iterdir()}
-    assert methods == {"implicit"}
+    assert methods == {"imex"}
 
 
 def test_steady_quantities_converge(tmp_path):

@@ -162,10 +162,13 @@ def converge(raw: Mapping[str, Any], key: str, values: Sequence[Any], out_dir: s
     notes: list[str] = []
     if len(set(modes)) > 1:
         # explicit and implicit runs differ in the spatial scheme too (minmod reconstruction
-        # against the implicit face flux): one study, one scheme
-        configs = [apply_overrides(cfg, [("scheme.time", "implicit")]) for cfg in configs]
+        # against the implicit face flux): one study, one scheme, that of the runs auto
+        # steps implicitly (imex for an interacting problem)
+        stepped = sorted(set(modes) - {"explicit"})
+        mode = stepped[0] if len(stepped) == 1 else "implicit"
+        configs = [apply_overrides(cfg, [("scheme.time", mode)]) for cfg in configs]
         notes.append(f"scheme.time = auto would step these runs {', '.join(modes)}; explicit and "
-                     "implicit runs have different spatial schemes, so all runs use implicit")
+                     f"implicit runs have different spatial schemes, so all runs use {mode}")
     points = []
     for k, (v, cfg, setup) in enumerate(zip(values, configs, setups)):
         p = _run_one(command, cfg, out_dir / "runs" / run_dir_name(key, v), steady_options or {})

@@ -103,6 +103,23 @@ def _combine(out, base, w, K, n, scale):
 
 
 @nb.njit(cache=True, error_model="numpy")
+def _combine_pair(out, out2, base, w, w2, K, n, scale):
+    """:func:`_combine` for two weight rows over the same ``K`` in one pass (the implicit and
+    the explicit stage values of a semi-implicit IMEX stage)."""
+    n0, n1 = out.shape
+    for i in range(n0):
+        for jj in range(n1):
+            acc = base[i, jj]
+            acc2 = acc
+            for j in range(n):
+                kj = scale * K[j, i, jj]
+                acc += w[j] * kj
+                acc2 += w2[j] * kj
+            out[i, jj] = acc
+            out2[i, jj] = acc2
+
+
+@nb.njit(cache=True, error_model="numpy")
 def _clip_within_tolerance(y, ref, rtol, atol):
     """Set negative values of ``y`` to zero and restore its sum by a scalar, provided the
     negative part is within the error tolerance (weighted RMS norm at most one, weights
@@ -194,16 +211,18 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
                 state[3] = 1.0
                 state[4] = t
                 continue
-            _combine(tmp, y0, AI[i], kI, i, h)
+            if imex:
+                # semi-implicit: the potential of the explicit stage value
+                # u_i = y0 + h sum_j aE_ij k_j, the transport it drives implicit
+                _combine_pair(tmp, u, y0, AI[i], AE[i], kI, i, h)
+            else:
+                _combine(tmp, y0, AI[i], kI, i, h)
             # a negative explicit part of the stage: within the tolerance it is clipped
             # (mass kept), beyond it the step is refused
             if not _clip_within_tolerance(tmp, y0, rtol, atol):
                 ok = False
                 break
             if imex:
-                # semi-implicit: the potential of the explicit stage value
-                # u_i = y0 + h sum_j aE_ij k_j, the transport it drives implicit
-                _combine(u, y0, AE[i], kI, i, h)
                 nw.freeze_potential(u, prob, work)
             # guess: the previous stage. A step retried after a failure or a rejection
             # refactorises at every iteration (kept factors stop at the tolerance, and their

@@ -62,11 +62,13 @@ is recomputed with fresh factors before it is applied (Hairer & Wanner, Solving 
 II, §IV.8, on reusing the Jacobian in implicit Runge–Kutta codes). The convergence test is
 on the residual either way, so the solution meets the same tolerance.
 
-**Linear operators.** When the implicit operator is linear (``sg`` flux, :math:`\Psi=V`)
-:func:`newton_solve` solves the stage equation directly, :math:`z = A^{-1}r`, and takes the
-rate as :math:`Jz` (no residual evaluations); the face coefficients and the factors of
-:math:`A` are kept while :math:`\xi(t)`, :math:`a_0` and :math:`s` stay the same, so the
-stages of an ESDIRK step (one diagonal coefficient) share one factorisation.
+**Linear operators.** When the implicit operator is linear (``sg`` flux, :math:`\Psi=V`,
+or a potential held fixed by :func:`freeze_potential`) :func:`newton_solve` solves the
+stage equation directly, :math:`z = A^{-1}r`, from face coefficients alone (no flux or
+derivative evaluations), and takes the rate as :math:`Jz`; with
+:math:`\Psi = V` the face coefficients and the factors of :math:`A` are kept while
+:math:`\xi(t)`, :math:`a_0` and :math:`s` stay the same, so the stages of an ESDIRK step
+(one diagonal coefficient) share one factorisation.
 
 **Positivity.** With diffusion the Newton update is additive where it keeps at least half
 of a cell's density and multiplicative, :math:`\rho\leftarrow\rho\,e^{\delta/\rho}` (the
@@ -191,14 +193,25 @@ def _bernoulli(x):
     return B, B * (1.0 - B - x) / x
 
 
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def _bernoulli_value(x):
+    """:math:`B(x)` alone (:func:`_bernoulli` without the derivative)."""
+    if abs(x) < 1e-2:
+        x2 = x * x
+        return 1.0 - 0.5 * x + x2 * (1.0 / 12.0) - x2 * x2 * (1.0 / 720.0)
+    return x / math.expm1(x)
+
+
 @nb.njit(cache=True, error_model="numpy")
 def _axis_faces(rho, psi, log_m, logr, invr, h, periodic, xi, T, flux, fill_logs, aL, aR,
-                dg, out):
+                dg, out, rate=True):
     """One pass over the faces along axis 0: face ``f`` joins cells ``f`` and ``f + 1``
     (``n0 - 1`` joins ``n0 - 1`` and 0 on a periodic axis). Adds the divergence of the
     fluxes to ``out`` and stores their derivatives ``aL, aR, dg``. With ``fill_logs`` the
     logarithms and reciprocals of the floored densities are computed into ``logr, invr``
-    on the way (the first axis), otherwise read from them (the ``sg`` flux needs none)."""
+    on the way (the first axis), otherwise read from them (the ``sg`` flux needs none).
+    ``rate=False`` (``sg`` only: the coefficients of a linear operator) stores ``aL, aR``
+    and nothing else."""
     n0, n1 = rho.shape
     inv_h = 1.0 / h
     nf = n0 if periodic else n0 - 1
@@ -232,6 +245,14 @@ def _axis_faces(rho, psi, log_m, logr, invr, h, periodic, xi, T, flux, fill_logs
             else:
                 qb = psi[k, j] + T * (lb - log_m[k, j])
             rl, rr = rho[f, j], rho[k, j]
+            if sg and not rate:
+                x = (qb - qa) * iT
+                B = _bernoulli_value(x)
+                c = xi * T * inv_h
+                aL[f, j] = c * B
+                aR[f, j] = -c * (B + x)
+                qa = qb
+                continue
             if sg:
                 x = (qb - qa) * iT
                 B, dB = _bernoulli(x)
@@ -307,14 +328,16 @@ def _axis_matvec(aL, aR, dg, w, h, periodic, v, out):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def implicit_rate(rho, t, prob, work, with_nonlocal, out):
+def implicit_rate(rho, t, prob, work, with_nonlocal, out, rate=True):
     r"""``out = L_h(rho, t)``, filling the face derivatives in ``work`` for the Jacobian.
 
     ``with_nonlocal=False`` drops the interaction from :math:`\Psi`. While the cache
     record's entry 5 is 1 (:func:`freeze_potential`), :math:`\Psi` is the one the caller
     left in the workspace (``work[0][2]``), held fixed: the stages of the semi-implicit IMEX
-    methods."""
+    methods. ``rate=False`` (a linear operator: the ``sg`` flux of a fixed potential) fills
+    only the face coefficients, and ``out`` is not touched."""
     inter, V, log_m, T, code, params, geom, flux, vol, has_nl, lin, linear = prob
+    rate = rate or not linear
     g = work[0]
     logr, psi = g[1], g[2]
     aLx, aRx, dgx, aLy, aRy, dgy = g[4], g[5], g[6], g[8], g[9], g[10]
@@ -332,11 +355,12 @@ def implicit_rate(rho, t, prob, work, with_nonlocal, out):
     # the face coefficients are now those of the linear operator at xi, or not
     work[4][0] = xi if linear and not nonlocal_psi and not frozen else np.nan
     invr = g[24]
-    out[:] = 0.0
-    _axis_faces(rho, psi, log_m, logr, invr, hx, px, xi, T, flux, True, aLx, aRx, dgx, out)
+    if rate:
+        out[:] = 0.0
+    _axis_faces(rho, psi, log_m, logr, invr, hx, px, xi, T, flux, True, aLx, aRx, dgx, out, rate)
     if n1 > 1:
         _axis_faces(rho.T, psi.T, log_m.T, logr.T, invr.T, hy, py, xi, T, flux, False, aLy.T,
-                    aRy.T, dgy.T, out.T)
+                    aRy.T, dgy.T, out.T, rate)
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -867,7 +891,7 @@ def _linear_stage(z, rhs, a0, s, t, prob, work, rate):
     code, params = prob[4], prob[5]
     xi = schedule_value(code, params, t)
     if work[4][0] != xi:  # the face coefficients of the linear operator at this xi
-        implicit_rate(z, t, prob, work, False, rate)
+        implicit_rate(z, t, prob, work, False, rate, False)
     ok, lits, fac = linear_solve(rhs, z, prob, work, a0, s, False)
     n_fac = 1 if fac else 0
     if not ok:

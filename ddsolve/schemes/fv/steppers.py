@@ -58,7 +58,9 @@ def explicit_fv(grid_model: GridModel, options: Mapping[str, Any]):
         from ddsolve.schemes.fv.adaptive import AdaptiveFVSolver
 
         eq = DistributionalDynamicsPDE(grid_model, order=1)
-        method = options.get("integrator") or default_integrator(mode)
+        method = options.get("integrator")
+        if method in (None, "auto"):
+            method = default_integrator(mode)
         with config_key("scheme.flux"):
             solver = AdaptiveFVSolver(eq, method, **_given(options, "rtol", "atol", "flux", "dt",
                                                            "dt_min", "dt_max", "max_newton"))
