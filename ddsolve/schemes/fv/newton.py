@@ -182,24 +182,23 @@ def _log_mean(a, b, la, lb, ia, ib):
 
 
 @nb.njit(cache=True, error_model="numpy", inline="always")
-def _bernoulli(x):
-    """:math:`B(x) = x/(e^x - 1)` and :math:`B'(x)` (series for :math:`|x| < 10^{-2}`;
-    :math:`B(-x) = B(x) + x`, :math:`B'(-x) = -1 - B'(x)`)."""
-    if abs(x) < 1e-2:
-        x2 = x * x
-        return (1.0 - 0.5 * x + x2 * (1.0 / 12.0) - x2 * x2 * (1.0 / 720.0),
-                -0.5 + x * (1.0 / 6.0) - x2 * x * (1.0 / 180.0) + x2 * x2 * x * (1.0 / 5040.0))
-    B = x / math.expm1(x)
-    return B, B * (1.0 - B - x) / x
-
-
-@nb.njit(cache=True, error_model="numpy", inline="always")
 def _bernoulli_value(x):
-    """:math:`B(x)` alone (:func:`_bernoulli` without the derivative)."""
+    """:math:`B(x) = x/(e^x - 1)` (series for :math:`|x| < 10^{-2}`; :math:`B(-x) = B(x) + x`)."""
     if abs(x) < 1e-2:
         x2 = x * x
         return 1.0 - 0.5 * x + x2 * (1.0 / 12.0) - x2 * x2 * (1.0 / 720.0)
     return x / math.expm1(x)
+
+
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def _bernoulli(x):
+    """:math:`B(x)` (:func:`_bernoulli_value`) and :math:`B'(x)` (series for
+    :math:`|x| < 10^{-2}`; :math:`B'(-x) = -1 - B'(x)`)."""
+    B = _bernoulli_value(x)
+    if abs(x) < 1e-2:
+        x2 = x * x
+        return B, -0.5 + x * (1.0 / 6.0) - x2 * x * (1.0 / 180.0) + x2 * x2 * x * (1.0 / 5040.0)
+    return B, B * (1.0 - B - x) / x
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -245,21 +244,19 @@ def _axis_faces(rho, psi, log_m, logr, invr, h, periodic, xi, T, flux, fill_logs
             else:
                 qb = psi[k, j] + T * (lb - log_m[k, j])
             rl, rr = rho[f, j], rho[k, j]
-            if sg and not rate:
-                x = (qb - qa) * iT
-                B = _bernoulli_value(x)
-                c = xi * T * inv_h
-                aL[f, j] = c * B
-                aR[f, j] = -c * (B + x)
-                qa = qb
-                continue
             if sg:
                 x = (qb - qa) * iT
-                B, dB = _bernoulli(x)
                 c = xi * T * inv_h
-                F = c * (B * rl - (B + x) * rr)
+                if rate:
+                    B, dB = _bernoulli(x)
+                else:
+                    B, dB = _bernoulli_value(x), 0.0
                 aL[f, j] = c * B
                 aR[f, j] = -c * (B + x)
+                if not rate:  # the coefficients of a linear operator only
+                    qa = qb
+                    continue
+                F = c * (B * rl - (B + x) * rr)
                 dg[f, j] = xi * (dB * (rl - rr) - rr)
             elif logmean:
                 g = (qb - qa) * inv_h
