@@ -51,9 +51,9 @@ Jacobian entries in the same pass.
 **Simplified Newton.** With ``reuse``, the Woodbury and tridiagonal factors are kept from
 one solve to the next while :math:`a_0` and :math:`s` are unchanged (all stages of an ESDIRK
 step share :math:`s = \gamma\Delta t`; the step loop keeps them within a step): an
-iteration then costs one rate evaluation and one substitution. The iteration with kept factors converges linearly, at an observed rate
-:math:`\theta` (ratio of successive residuals); as soon as :math:`\theta` exceeds
-:data:`NEWTON_CONTRACTION`, or reaching the tolerance at that rate would take more than
+iteration then costs one rate evaluation and one substitution. The iteration with kept
+factors converges linearly, at an observed rate :math:`\theta` (ratio of successive
+residuals); as soon as :math:`\theta` exceeds :data:`NEWTON_CONTRACTION`, or reaching the tolerance at that rate would take more than
 :data:`NEWTON_KEPT_ITERATIONS` further iterations, the Jacobian is refactorised at the
 current iterate and the solve continues as full Newton, with ``max_iter`` iterations of its
 own; an update that increased the residual is undone first, and an update that would remove
@@ -69,6 +69,12 @@ derivative evaluations), and takes the rate as :math:`Jz`; with
 :math:`\Psi = V` the face coefficients and the factors of :math:`A` are kept while
 :math:`\xi(t)`, :math:`a_0` and :math:`s` stay the same, so the stages of an ESDIRK step
 (one diagonal coefficient) share one factorisation.
+
+**Workspace.** Every array a compiled call receives, alone or inside a tuple, is
+reference counted (atomic increments) on entry and exit; the grids of the workspace are
+therefore one array of shape ``(25, n0, n1)`` rather than a tuple of 25, and the stages of a
+linear operator on a 1D grid call the line kernels directly. On 150 cells this took a
+semi-implicit stage from 12.9 to 7.4 us (``benchmarks/bench_fv.py`` part d has the run times).
 
 **Positivity.** With diffusion the Newton update is additive where it keeps at least half
 of a cell's density and multiplicative, :math:`\rho\leftarrow\rho\,e^{\delta/\rho}` (the
@@ -137,25 +143,27 @@ def make_problem(eq, flux: str, nonlocal_implicit: bool = True) -> tuple:
 
 
 def make_newton_workspace(eq) -> tuple:
-    """Arrays reused by the kernels for the grid of ``eq``: 25 grid arrays, 4 corner
-    vectors, the GMRES and Woodbury blocks (one row per separable term, and the r x r
-    capacitance matrix), the factors of the tridiagonal lines, and the cache record:
+    """Arrays reused by the kernels for the grid of ``eq``: 25 grids (one array of shape
+    ``(25, n0, n1)``), 4 corner vectors, the GMRES and Woodbury blocks (one row per
+    separable term, and the r x r capacitance matrix), the factors of the tridiagonal lines
+    (one array of shape ``(6, n0, n1)`` and three vectors), and the cache record:
     ``[xi of the face coefficients (NaN: not the linear operator's), a0 and s of the
     factors, xi of the factors, 1 if they include the Woodbury part, 1 while the potential
     is frozen (:func:`freeze_potential`)]``."""
     n0, n1 = eq.shape2d
     rank = eq.inter[3].shape[0] if eq.inter[0] == KIND_SEPARABLE else 0
     M = n0 * n1
-    grids = tuple(np.zeros((n0, n1)) for _ in range(25))
+    # one array of 25 grids, not a tuple of 25: a tuple's every member is reference
+    # counted whenever the kernels take it out of the workspace
+    grids = np.zeros((25, n0, n1))
     corners = (np.zeros(n1), np.zeros(n1), np.zeros(n0), np.zeros(n0))
     m = GMRES_RESTART
     r = max(rank, 1)
     blocks = (np.zeros((m + 1, M)), np.zeros((m, M)), np.zeros((m + 1, m)),
               np.zeros((r, M)), np.zeros((r, M)), np.zeros((r, r)), np.zeros(r), np.zeros((r, r)))
-    # factors of the tridiagonal lines (x: c, 1/pivot, cyclic column; y: the same), the
-    # cyclic corrections per line, and scratch
-    lines = tuple(np.zeros((n0, n1)) for _ in range(6)) + (
-        np.zeros((2, n1)), np.zeros((2, n0)), np.zeros(max(n0, n1)))
+    # factors of the tridiagonal lines in one array (x: c, 1/pivot, cyclic column; y: the
+    # same), the cyclic corrections per line, and scratch
+    lines = (np.zeros((6, n0, n1)), np.zeros((2, n1)), np.zeros((2, n0)), np.zeros(max(n0, n1)))
     rec = np.full(6, np.nan)
     rec[5] = 0.0
     return grids, corners, blocks, lines, rec
@@ -325,21 +333,27 @@ def _axis_matvec(aL, aR, dg, w, h, periodic, v, out):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def implicit_rate(rho, t, prob, work, with_nonlocal, out, rate=True):
+def _faces(rho, psi, log_m, g, geom, xi, T, flux, out, rate):
+    """:func:`_axis_faces` along every axis, into the face arrays of the workspace grids
+    ``g``; ``out`` must hold zeros (it receives the rate) unless ``rate`` is False."""
+    hx, hy, px, py = geom
+    _axis_faces(rho, psi, log_m, g[1], g[24], hx, px, xi, T, flux, True, g[4], g[5], g[6], out, rate)
+    if rho.shape[1] > 1:
+        _axis_faces(rho.T, psi.T, log_m.T, g[1].T, g[24].T, hy, py, xi, T, flux, False, g[8].T,
+                    g[9].T, g[10].T, out.T, rate)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def implicit_rate(rho, t, prob, work, with_nonlocal, out):
     r"""``out = L_h(rho, t)``, filling the face derivatives in ``work`` for the Jacobian.
 
     ``with_nonlocal=False`` drops the interaction from :math:`\Psi`. While the cache
     record's entry 5 is 1 (:func:`freeze_potential`), :math:`\Psi` is the one the caller
     left in the workspace (``work[0][2]``), held fixed: the stages of the semi-implicit IMEX
-    methods. ``rate=False`` (a linear operator: the ``sg`` flux of a fixed potential) fills
-    only the face coefficients, and ``out`` is not touched."""
+    methods."""
     inter, V, log_m, T, code, params, geom, flux, vol, has_nl, lin, linear = prob
-    rate = rate or not linear
     g = work[0]
-    logr, psi = g[1], g[2]
-    aLx, aRx, dgx, aLy, aRy, dgy = g[4], g[5], g[6], g[8], g[9], g[10]
-    hx, hy, px, py = geom
-    n0, n1 = rho.shape
+    psi = g[2]
     xi = schedule_value(code, params, t)
     nonlocal_psi = with_nonlocal and inter[0] != KIND_NONE
     frozen = work[4][5] == 1.0
@@ -351,13 +365,8 @@ def implicit_rate(rho, t, prob, work, with_nonlocal, out, rate=True):
         psi = V
     # the face coefficients are now those of the linear operator at xi, or not
     work[4][0] = xi if linear and not nonlocal_psi and not frozen else np.nan
-    invr = g[24]
-    if rate:
-        out[:] = 0.0
-    _axis_faces(rho, psi, log_m, logr, invr, hx, px, xi, T, flux, True, aLx, aRx, dgx, out, rate)
-    if n1 > 1:
-        _axis_faces(rho.T, psi.T, log_m.T, logr.T, invr.T, hy, py, xi, T, flux, False, aLy.T,
-                    aRy.T, dgy.T, out.T, rate)
+    out[:] = 0.0
+    _faces(rho, psi, log_m, g, geom, xi, T, flux, out, True)
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -378,22 +387,27 @@ def release_potential(work):
 
 
 @nb.njit(cache=True, error_model="numpy")
+def _faces_matvec(g, geom, v, w, out):
+    """``out = J v`` from the face derivatives in the workspace grids ``g``, along every
+    axis; ``w`` is :math:`\mathcal U v` for the nonlocal part, or of zero size."""
+    hx, hy, px, py = geom
+    out[:] = 0.0
+    _axis_matvec(g[4], g[5], g[6], w, hx, px, v, out)
+    if v.shape[1] > 1:
+        _axis_matvec(g[8].T, g[9].T, g[10].T, w.T, hy, py, v.T, out.T)
+
+
+@nb.njit(cache=True, error_model="numpy")
 def jacobian_matvec(v, prob, work, with_nonlocal, out):
     """``out = J v`` at the state of the last :func:`implicit_rate` call."""
-    inter, V, log_m, T, code, params, geom, flux, vol, has_nl, lin, linear = prob
+    inter = prob[0]
     g = work[0]
-    aLx, aRx, dgx, aLy, aRy, dgy = g[4], g[5], g[6], g[8], g[9], g[10]
     w = g[21]
-    hx, hy, px, py = geom
-    n0, n1 = v.shape
-    out[:] = 0.0
     wv = w[:0, :0]
     if with_nonlocal and inter[0] != KIND_NONE:
         compute_psi(inter, v, g[23], w)  # g[23] stays zero: U v without V
         wv = w
-    _axis_matvec(aLx, aRx, dgx, wv, hx, px, v, out)
-    if n1 > 1:
-        _axis_matvec(aLy.T, aRy.T, dgy.T, wv.T, hy, py, v.T, out.T)
+    _faces_matvec(g, prob[6], v, wv, out)
 
 
 # ---------------------------------------------------------------------------------------
@@ -507,27 +521,51 @@ def _axis_apply(sub, c, ib, zc, cyc, clo, chi, r, x):
 
 
 @nb.njit(cache=True, error_model="numpy")
+def _single_line_factor(g, cr, lines, h, periodic, a0, s):
+    """:func:`_factor_lines` of a 1D grid (one contiguous line), from the workspace's grids
+    ``g``, corners ``cr`` and line factors ``lines`` (no tuples of the whole workspace:
+    every array a compiled call receives is reference counted)."""
+    n0 = g.shape[1]
+    _axis_tridiag(g[4], g[5], h, periodic, a0, s, g[11], g[12], g[13], cr[0], cr[1])
+    ok, gam, den = _line_factor(g[11].reshape(n0), g[12].reshape(n0), g[13].reshape(n0),
+                                cr[0][0], cr[1][0], lines[0][0].reshape(n0), lines[0][1].reshape(n0),
+                                lines[0][2].reshape(n0), lines[3][:n0])
+    lines[1][0, 0] = gam
+    lines[1][1, 0] = den
+    return ok
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _single_line_apply(g, cr, lines, r, x):
+    """:func:`_precondition` of a 1D grid with the factors of :func:`_single_line_factor`."""
+    n0 = r.shape[0]
+    xf = x.reshape(n0)
+    _line_apply(g[11].reshape(n0), lines[0][0].reshape(n0), lines[0][1].reshape(n0), r.reshape(n0), xf)
+    clo, chi = cr[0][0], cr[1][0]
+    if clo != 0.0 or chi != 0.0:
+        zc = lines[0][2].reshape(n0)
+        fac = (xf[0] + chi * xf[n0 - 1] / lines[1][0, 0]) / lines[1][1, 0]
+        for i in range(n0):
+            xf[i] -= fac * zc[i]
+
+
+@nb.njit(cache=True, error_model="numpy")
 def _factor_lines(prob, work, a0, s):
     """Factorised tridiagonal lines of the preconditioner ``(a0 I - s J_x)(I - s/a0 J_y)``
     (exact in 1D). False if a pivot vanishes."""
     geom = prob[6]
     g, cr, lines = work[0], work[1], work[3]
     n0, n1 = g[0].shape
+    if n1 == 1:
+        return _single_line_factor(g, cr, lines, geom[0], geom[2], a0, s)
     _axis_tridiag(g[4], g[5], geom[0], geom[2], a0, s, g[11], g[12], g[13], cr[0], cr[1])
-    if n1 == 1:  # one contiguous line
-        ok, gam, den = _line_factor(g[11].reshape(n0), g[12].reshape(n0), g[13].reshape(n0),
-                                    cr[0][0], cr[1][0], lines[0].reshape(n0), lines[1].reshape(n0),
-                                    lines[2].reshape(n0), lines[8][:n0])
-        lines[6][0, 0] = gam
-        lines[6][1, 0] = den
-        return ok
-    ok = _axis_factor(g[11], g[12], g[13], cr[0], cr[1], lines[0], lines[1], lines[2], lines[6],
-                      lines[8][:n0])
+    ok = _axis_factor(g[11], g[12], g[13], cr[0], cr[1], lines[0][0], lines[0][1], lines[0][2], lines[1],
+                      lines[3][:n0])
     if n1 > 1:
         _axis_tridiag(g[8].T, g[9].T, geom[1], geom[3], 1.0, s / a0, g[14].T, g[15].T, g[16].T,
                       cr[2], cr[3])
-        ok = ok and _axis_factor(g[14].T, g[15].T, g[16].T, cr[2], cr[3], lines[3].T, lines[4].T,
-                                 lines[5].T, lines[7], lines[8][:n1])
+        ok = ok and _axis_factor(g[14].T, g[15].T, g[16].T, cr[2], cr[3], lines[0][3].T, lines[0][4].T,
+                                 lines[0][5].T, lines[2], lines[3][:n1])
     return ok
 
 
@@ -535,20 +573,12 @@ def _factor_lines(prob, work, a0, s):
 def _precondition(r, x, work):
     """``x = P^{-1} r`` with the lines factorised by :func:`_factor_lines`."""
     g, cr, lines = work[0], work[1], work[3]
-    n0, n1 = r.shape
-    if n1 == 1:  # one contiguous line
-        xf = x.reshape(n0)
-        _line_apply(g[11].reshape(n0), lines[0].reshape(n0), lines[1].reshape(n0), r.reshape(n0), xf)
-        clo, chi = cr[0][0], cr[1][0]
-        if clo != 0.0 or chi != 0.0:
-            zc = lines[2].reshape(n0)
-            fac = (xf[0] + chi * xf[n0 - 1] / lines[6][0, 0]) / lines[6][1, 0]
-            for i in range(n0):
-                xf[i] -= fac * zc[i]
+    if r.shape[1] == 1:
+        _single_line_apply(g, cr, lines, r, x)
         return
     tmp = g[20]
-    _axis_apply(g[11], lines[0], lines[1], lines[2], lines[6], cr[0], cr[1], r, tmp)
-    _axis_apply(g[14].T, lines[3].T, lines[4].T, lines[5].T, lines[7], cr[2], cr[3], tmp.T, x.T)
+    _axis_apply(g[11], lines[0][0], lines[0][1], lines[0][2], lines[1], cr[0], cr[1], r, tmp)
+    _axis_apply(g[14].T, lines[0][3].T, lines[0][4].T, lines[0][5].T, lines[2], cr[2], cr[3], tmp.T, x.T)
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -632,6 +662,19 @@ def _gmres(rhs, x, prob, work, a0, s, with_nonlocal, rtol, max_restarts):
     return False, its
 
 
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def _factors_current(rec, a0, s):
+    """Whether the kept factors are those of the linear operator's current face
+    coefficients with these ``a0, s`` (the cache record, :func:`make_newton_workspace`)."""
+    return rec[3] == rec[0] and rec[1] == a0 and rec[2] == s
+
+
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def _record_factors(rec, a0, s, smw):
+    """Enter freshly made factors of ``a0, s`` in the cache record."""
+    rec[1], rec[2], rec[3], rec[4] = a0, s, rec[0], 1.0 if smw else 0.0
+
+
 @nb.njit(cache=True, error_model="numpy")
 def _factor(prob, work, a0, s, with_nonlocal):
     """Factorise ``a0 I - s J`` at the state of the last :func:`implicit_rate` call: the
@@ -666,7 +709,7 @@ def _factor(prob, work, a0, s, with_nonlocal):
         for a in range(r):
             for b in range(r):
                 S0[a, b] = (a == b) + vol * np.dot(Gs[a], Zb[b])
-    rec[1], rec[2], rec[3], rec[4] = a0, s, rec[0], 1.0 if smw else 0.0
+    _record_factors(rec, a0, s, smw)
     return True
 
 
@@ -707,8 +750,7 @@ def linear_solve(rhs, x, prob, work, a0, s, with_nonlocal):
     with the solver of ``prob``. Returns ``(ok, linear_iterations, factorised)``. The factors
     of a linear operator are reused while its coefficients (``xi``), ``a0`` and ``s`` are
     unchanged."""
-    rec = work[4]
-    factorised = not (prob[11] and rec[3] == rec[0] and rec[1] == a0 and rec[2] == s)
+    factorised = not (prob[11] and _factors_current(work[4], a0, s))
     if factorised and not _factor(prob, work, a0, s, with_nonlocal):
         return False, 1, True
     ok, lits = _apply(rhs, x, prob, work, a0, s, with_nonlocal)
@@ -785,12 +827,12 @@ def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rat
     earlier solve with the same ``a0, s`` are kept while they contract (simplified Newton,
     module doc). Returns ``(ok, iterations, linear_iterations, factorisations)``.
     """
+    if prob[11]:
+        return _linear_stage(z, rhs, a0, s, t, prob, work, rate)
     T, vol = prob[3], prob[8]
     g, rec = work[0], work[4]
     R, delta = g[17], g[18]
     n0, n1 = z.shape
-    if prob[11]:
-        return _linear_stage(z, rhs, a0, s, t, prob, work, rate)
     positive = T > 0.0
     if positive:
         for i in range(n0):
@@ -884,16 +926,32 @@ def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rat
 @nb.njit(cache=True, error_model="numpy")
 def _linear_stage(z, rhs, a0, s, t, prob, work, rate):
     """:func:`newton_solve` for a linear operator: ``z = A^{-1} r`` directly, ``rate = J z``
-    (= :math:`L_h z`), both rescaled to the exact mass. The guess in ``z`` is not used."""
-    code, params = prob[4], prob[5]
-    xi = schedule_value(code, params, t)
-    if work[4][0] != xi:  # the face coefficients of the linear operator at this xi
-        implicit_rate(z, t, prob, work, False, rate, False)
-    ok, lits, fac = linear_solve(rhs, z, prob, work, a0, s, False)
-    n_fac = 1 if fac else 0
-    if not ok:
-        return False, 1, lits, n_fac
-    jacobian_matvec(z, prob, work, False, rate)
+    (= :math:`L_h z`), both rescaled to the exact mass. The guess in ``z`` is not used.
+
+    On a 1D grid the line kernels are called directly: through the generic solver's calls,
+    which receive the whole workspace, its reference counting costs more than the solve
+    itself on coarse grids."""
+    xi = schedule_value(prob[4], prob[5], t)
+    g, rec = work[0], work[4]
+    if rec[0] != xi:  # the face coefficients of the linear operator at this xi
+        frozen = rec[5] == 1.0  # the potential held by freeze_potential, else V
+        _faces(z, g[2] if frozen else prob[1], prob[2], g, prob[6], xi, prob[3], prob[7], rate, False)
+        rec[0] = np.nan if frozen else xi
+    if z.shape[1] == 1:  # a linear operator on a 1D grid is local: one tridiagonal line
+        n_fac = 0 if _factors_current(rec, a0, s) else 1
+        if n_fac:
+            rec[1] = np.nan
+            if not _single_line_factor(g, work[1], work[3], prob[6][0], prob[6][2], a0, s):
+                return False, 1, 1, n_fac
+            _record_factors(rec, a0, s, False)
+        _single_line_apply(g, work[1], work[3], rhs, z)
+        lits = 1
+    else:
+        ok, lits, fac = linear_solve(rhs, z, prob, work, a0, s, False)
+        n_fac = 1 if fac else 0
+        if not ok:
+            return False, 1, lits, n_fac
+    _faces_matvec(g, prob[6], z, g[21][:0, :0], rate)
     rate *= _restore_mass(z, rhs, a0)  # the rate of the rescaled z (linear)
     for v in z.flat:
         if not math.isfinite(v):
