@@ -49,18 +49,19 @@ a forward and a back substitution. The face loop that evaluates :math:`L_h` fill
 Jacobian entries in the same pass.
 
 **Simplified Newton.** With ``reuse``, the Woodbury and tridiagonal factors are kept from
-one solve to the next while :math:`a_0` and :math:`s` are unchanged (all stages of an ESDIRK
-step share :math:`s = \gamma\Delta t`; the step loop keeps them within a step): an
+one solve to the next while :math:`a_0` and :math:`s` are unchanged (all stages of an
+ESDIRK step share :math:`s = \gamma\Delta t`; the step loop keeps them within a step): an
 iteration then costs one rate evaluation and one substitution. The iteration with kept
 factors converges linearly, at an observed rate :math:`\theta` (ratio of successive
-residuals); as soon as :math:`\theta` exceeds :data:`NEWTON_CONTRACTION`, or reaching the tolerance at that rate would take more than
-:data:`NEWTON_KEPT_ITERATIONS` further iterations, the Jacobian is refactorised at the
-current iterate and the solve continues as full Newton, with ``max_iter`` iterations of its
-own; an update that increased the residual is undone first, and an update that would remove
-half of a cell's density or more (where the cell holds more than its share of the tolerance)
-is recomputed with fresh factors before it is applied (Hairer & Wanner, Solving ODEs
-II, §IV.8, on reusing the Jacobian in implicit Runge–Kutta codes). The convergence test is
-on the residual either way, so the solution meets the same tolerance.
+residuals); as soon as :math:`\theta` exceeds :data:`NEWTON_CONTRACTION`, or reaching the
+tolerance at that rate would take more than :data:`NEWTON_KEPT_ITERATIONS` further
+iterations, the Jacobian is refactorised at the current iterate and the solve continues as
+full Newton, with ``max_iter`` iterations of its own; an update that increased the
+residual is undone first, and an update that would remove half of a cell's density or more
+(where the cell holds more than its share of the tolerance) is recomputed with fresh
+factors before it is applied (Hairer & Wanner, Solving ODEs II, §IV.8, on reusing the
+Jacobian in implicit Runge–Kutta codes). The convergence test is on the residual either
+way, so the solution meets the same tolerance.
 
 **Linear operators.** When the implicit operator is linear (``sg`` flux, :math:`\Psi=V`,
 or a potential held fixed by :func:`freeze_potential`) :func:`newton_solve` solves the
