@@ -322,7 +322,12 @@ class AdaptiveFVSolver(Resumable, SolverBase):
         solve each, else ``logmean``. Both are second order, dissipate the discrete free
         energy and keep the discrete Gibbs state; ``benchmarks/bench_fv.py`` part (d)
         measures the linear ``sg`` path 1.6-2.1x faster than ``logmean`` with ESDIRK3 on OU
-        at equal error.
+        at equal error. Known limitation: at large cell Péclet numbers the fully implicit
+        ``logmean`` run can open a hole in the far tail and then fail Newton steps by the
+        thousand (Curie–Weiss θ = 20, β = 3 on 300 cells: 3598 of 16888 steps failed; 94
+        steps and none with ``flux="sg"``, which, however, stalls at rtol 1e-2 on 2400 cells
+        of the θ = 1 flagship where ``logmean`` takes 81 steps) — ``auto`` steps interacting
+        problems with the semi-implicit ARK4 and ``sg`` instead.
     dt : float, optional
         First step (default: estimated from the initial rate). With ``adaptive=False`` the
         fixed step (halved on Newton failure).
