@@ -73,9 +73,10 @@ derivative evaluations), and takes the rate as :math:`Jz`; with
 
 **Workspace.** Every array a compiled call receives, alone or inside a tuple, is
 reference counted (atomic increments) on entry and exit; the grids of the workspace are
-therefore one array of shape ``(25, n0, n1)`` rather than a tuple of 25, and the stages of a
-linear operator on a 1D grid call the line kernels directly. On 150 cells this took a
-semi-implicit stage from 12.9 to 7.4 us (``benchmarks/bench_fv.py`` part d has the run times).
+therefore one array of shape ``(25, n0, n1)`` rather than a tuple of 25, and
+:func:`linear_solve` on a 1D grid calls the line kernels directly. On 150 cells this took a
+semi-implicit stage from 12.9 to 7.4-8.2 us (repeated runs; ``benchmarks/bench_fv.py`` part d
+has the run times).
 
 **Positivity.** With diffusion the Newton update is additive where it keeps at least half
 of a cell's density and multiplicative, :math:`\rho\leftarrow\rho\,e^{\delta/\rho}` (the
@@ -751,7 +752,20 @@ def linear_solve(rhs, x, prob, work, a0, s, with_nonlocal):
     with the solver of ``prob``. Returns ``(ok, linear_iterations, factorised)``. The factors
     of a linear operator are reused while its coefficients (``xi``), ``a0`` and ``s`` are
     unchanged."""
-    factorised = not (prob[11] and _factors_current(work[4], a0, s))
+    rec = work[4]
+    factorised = not (prob[11] and _factors_current(rec, a0, s))
+    if prob[10] == LIN_THOMAS and rhs.shape[1] == 1:
+        # one tridiagonal line: the line kernels directly (through the generic factor and
+        # apply calls, which receive the whole workspace, the reference counting costs more
+        # than the solve on coarse grids)
+        g, cr, lines = work[0], work[1], work[3]
+        if factorised:
+            rec[1] = np.nan
+            if not _single_line_factor(g, cr, lines, prob[6][0], prob[6][2], a0, s):
+                return False, 1, True
+            _record_factors(rec, a0, s, False)
+        _single_line_apply(g, cr, lines, rhs, x)
+        return True, 1, factorised
     if factorised and not _factor(prob, work, a0, s, with_nonlocal):
         return False, 1, True
     ok, lits = _apply(rhs, x, prob, work, a0, s, with_nonlocal)
@@ -927,31 +941,17 @@ def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rat
 @nb.njit(cache=True, error_model="numpy")
 def _linear_stage(z, rhs, a0, s, t, prob, work, rate):
     """:func:`newton_solve` for a linear operator: ``z = A^{-1} r`` directly, ``rate = J z``
-    (= :math:`L_h z`), both rescaled to the exact mass. The guess in ``z`` is not used.
-
-    On a 1D grid the line kernels are called directly: through the generic solver's calls,
-    which receive the whole workspace, its reference counting costs more than the solve
-    itself on coarse grids."""
+    (= :math:`L_h z`), both rescaled to the exact mass. The guess in ``z`` is not used."""
     xi = schedule_value(prob[4], prob[5], t)
     g, rec = work[0], work[4]
     if rec[0] != xi:  # the face coefficients of the linear operator at this xi
         frozen = rec[5] == 1.0  # the potential held by freeze_potential, else V
         _faces(z, g[2] if frozen else prob[1], prob[2], g, prob[6], xi, prob[3], prob[7], rate, False)
         rec[0] = np.nan if frozen else xi
-    if z.shape[1] == 1:  # a linear operator on a 1D grid is local: one tridiagonal line
-        n_fac = 0 if _factors_current(rec, a0, s) else 1
-        if n_fac:
-            rec[1] = np.nan
-            if not _single_line_factor(g, work[1], work[3], prob[6][0], prob[6][2], a0, s):
-                return False, 1, 1, n_fac
-            _record_factors(rec, a0, s, False)
-        _single_line_apply(g, work[1], work[3], rhs, z)
-        lits = 1
-    else:
-        ok, lits, fac = linear_solve(rhs, z, prob, work, a0, s, False)
-        n_fac = 1 if fac else 0
-        if not ok:
-            return False, 1, lits, n_fac
+    ok, lits, fac = linear_solve(rhs, z, prob, work, a0, s, False)
+    n_fac = 1 if fac else 0
+    if not ok:
+        return False, 1, lits, n_fac
     _faces_matvec(g, prob[6], z, g[21][:0, :0], rate)
     rate *= _restore_mass(z, rhs, a0)  # the rate of the rescaled z (linear)
     for v in z.flat:
