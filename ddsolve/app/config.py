@@ -220,8 +220,7 @@ SCHEME_PARAMS: tuple[Param, ...] = (
     Param("flux", Choice(("auto", "upwind", "logmean", "sg")),
           lambda p: "upwind" if p.get("implicit") else "auto",
           "implicit face flux: first-order upwind (any beta), or the second-order log-mean or "
-          "Scharfetter-Gummel (sg) flux (finite beta); auto: upwind without diffusion, else sg "
-          "when the implicit operator is linear (no interaction, or time = imex), log-mean otherwise",
+          "Scharfetter-Gummel (sg) flux (finite beta); auto: upwind without diffusion, else sg",
           default_doc="upwind (implicit = true), auto (time)", when=_newton),
     Param("newton_tol", Real(low=0, low_open=True), 1e-10, "Newton tolerance (L1 norm of the residual)",
           when=_implicit),

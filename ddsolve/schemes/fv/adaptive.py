@@ -9,9 +9,20 @@ The semi-discrete equation :math:`\dot\rho = L_h(\rho, t)` (face fluxes of
           \rho^{n+1} = \rho^n + \Delta t\sum_j b_jk_j = z_s,
 
 (stiffly accurate). The fully implicit methods take the potential of the stage itself,
-:math:`\Psi_i = V + \mathcal U z_i`. The IMEX pairs are *semi-implicit* in the sense of
-Boscarino, Filbet & Russo (J. Sci. Comput. 68, 2016): the interaction enters through the
-potential of the explicit stage value,
+:math:`\Psi_i = V + \mathcal U z_i`, and, once the stage equation is solved to its
+tolerance, the stage rate from the stage equation,
+:math:`k_i = (z_i - \rho^n - \Delta t\sum_{j<i}a^I_{ij}k_j)/(\gamma\Delta t)`, rather than
+:math:`L_h(z_i)`: the two differ by the stage residual over :math:`\gamma\Delta t`, and
+with :math:`L_h(z_i)` a residual in the stiff components (large :math:`\|\Delta t J\|`)
+is passed on to the explicit parts of the later stages (Hairer & Wanner, Solving ODEs II,
+§IV.8). Measured on the Curie–Weiss flagship: on 2400 cells at rtol 1e-2, ESDIRK4 takes 18
+steps with none failed against 81 with 11 failed (log-mean flux) or a stall at t ≈ 7
+(``sg``); a run at :math:`\xi = 10^{12}` whose step was held near 1e-11 by round-off in the
+residual finishes in 54 steps.
+
+The IMEX pairs are *semi-implicit* in the sense of Boscarino, Filbet & Russo (J. Sci.
+Comput. 68, 2016): the interaction enters through the potential of the explicit stage
+value,
 
 .. math:: \Psi_i = V + \mathcal U u_i, \qquad u_i = \rho^n + \Delta t\sum_{j<i}a^E_{ij}k_j,
 
@@ -42,8 +53,8 @@ its exact mass, so :math:`\sum_j\rho_j` is conserved to round-off. Positivity: w
 diffusion the stages (and, for stiffly accurate implicit methods, the step) are positive
 by construction; without diffusion a negative stage rejects the step. Free energy: the
 discrete free energy is evaluated after every accepted step and increases are counted
-(``energy_increases``); the semi-discrete log-mean scheme dissipates it, and the
-integrators keep the decay up to the local error (tested).
+(``energy_increases``); the semi-discrete ``sg`` and log-mean schemes dissipate it, and
+the integrators keep the decay up to the local error (tested).
 """
 
 from __future__ import annotations
@@ -54,7 +65,6 @@ import numba as nb
 import numpy as np
 from pde.solvers.base import SolverBase
 
-from ddsolve.grid.interaction import KIND_NONE
 from ddsolve.schemes.fv import newton as nw
 from ddsolve.schemes.fv.auto import grid_tolerances
 from ddsolve.schemes.fv.kernels import STATUS_DT, STATUS_NAN, STATUS_NEGATIVE, STATUS_OK
@@ -242,6 +252,15 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
             if T == 0.0 and not _clip_within_tolerance(z, y0, rtol, atol):
                 ok = False
                 break
+            if not imex:
+                # the stage rate from the stage equation, k_i = (z_i - r_i)/(gamma h), not
+                # L_h(z_i): a stage solved to the tolerance tau has L_h(z_i) off by up to
+                # tau/(gamma h), which the explicit combinations of the later stages carry
+                # with the stiffness ||h J|| (module doc)
+                ki = kI[i]
+                ki[:] = z
+                ki -= tmp
+                ki *= 1.0 / (h * AI[i, i])
         # rho^{n+1} = y0 + h sum_j b_j k_j is the last stage (stiffly accurate; the IMEX
         # pairs share b)
         if ok:
@@ -317,17 +336,16 @@ class AdaptiveFVSolver(Resumable, SolverBase):
         tenth of the spatial error as the grid is refined.
     flux : str
         A name in :data:`~ddsolve.schemes.fv.newton.FLUXES`, or ``"auto"``: without diffusion
-        ``upwind``; with diffusion ``sg`` (Scharfetter–Gummel) when the implicit operator is
-        linear (no interaction, or an IMEX method), since its stages are then one direct
-        solve each, else ``logmean``. Both are second order, dissipate the discrete free
-        energy and keep the discrete Gibbs state; ``benchmarks/bench_fv.py`` part (d)
-        measures the linear ``sg`` path 1.6-2.1x faster than ``logmean`` with ESDIRK3 on OU
-        at equal error. Known limitation: at large cell Péclet numbers the fully implicit
-        ``logmean`` run can open a hole in the far tail and then fail Newton steps by the
-        thousand (Curie–Weiss θ = 20, β = 3 on 300 cells: 3598 of 16888 steps failed; 94
-        steps and none with ``flux="sg"``, which, however, stalls at rtol 1e-2 on 2400 cells
-        of the θ = 1 flagship where ``logmean`` takes 81 steps) — ``auto`` steps interacting
-        problems with the semi-implicit ARK4 and ``sg`` instead.
+        ``upwind``, with diffusion ``sg`` (Scharfetter–Gummel). ``sg`` and ``logmean`` are
+        both second order, dissipate the discrete free energy and keep the discrete Gibbs
+        state. ``sg`` is the default because its stages are one direct solve when the
+        implicit operator is linear (no interaction, or an IMEX method:
+        ``benchmarks/bench_fv.py`` part (d) measures it 1.6-2.1x faster than ``logmean`` with
+        ESDIRK3 on OU at equal error), and because it is exponentially fitted: at large cell
+        Péclet numbers the fully implicit ``logmean`` run opens a hole in the far tail and
+        its Newton (on the logarithms of tiny densities) fails steps by the thousand
+        (Curie–Weiss β = 3 on 300 cells, ESDIRK4: θ = 100, more than 10^5 steps, half of them
+        failed; ``sg``: 176 steps, none failed — ``benchmarks/bench_implicit.py`` part (e)).
     dt : float, optional
         First step (default: estimated from the initial rate). With ``adaptive=False`` the
         fixed step (halved on Newton failure).
@@ -364,8 +382,7 @@ class AdaptiveFVSolver(Resumable, SolverBase):
         super().__init__(pde, **kwargs)
         self.tableau = get_tableau(method)
         if flux == "auto":
-            linear = self.tableau.imex or pde.inter[0] == KIND_NONE
-            flux = ("sg" if linear else "logmean") if pde.temperature > 0 else "upwind"
+            flux = "sg" if pde.temperature > 0 else "upwind"
         rtol, atol, tolerance_reason = grid_tolerances(pde.grid_model.coords, method, rtol, atol)
         if not (rtol >= 0 and atol >= 0 and rtol + atol > 0):
             raise ValueError(f"rtol and atol must be non-negative and not both zero, got {rtol}, {atol}")

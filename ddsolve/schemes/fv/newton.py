@@ -390,7 +390,7 @@ def release_potential(work):
 
 @nb.njit(cache=True, error_model="numpy")
 def _faces_matvec(g, geom, v, w, out):
-    """``out = J v`` from the face derivatives in the workspace grids ``g``, along every
+    r"""``out = J v`` from the face derivatives in the workspace grids ``g``, along every
     axis; ``w`` is :math:`\mathcal U v` for the nonlocal part, or of zero size."""
     hx, hy, px, py = geom
     out[:] = 0.0
