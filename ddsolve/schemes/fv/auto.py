@@ -21,12 +21,11 @@ takes at least :math:`T/\Delta t_D` explicit steps. The rule:
 * diffusion and interaction: **imex**, the semi-implicit ARK4 pair of
   :class:`~ddsolve.schemes.fv.adaptive.AdaptiveFVSolver` (the interaction potential from the
   explicit stage value, the transport it drives implicit: each stage one linear M-matrix
-  solve with the ``sg`` flux). Measured against the fully implicit ESDIRK4 at the auto
-  tolerances (``benchmarks/bench_implicit.py`` part (c)), it is as fast or faster on
-  Curie–Weiss with :math:`\theta` from 1 to 100, Kuramoto and a Gaussian attraction, and it
-  does not have the fully implicit Newton's failures at strong coupling (Curie–Weiss
-  :math:`\theta = 20`, 300 cells: 167 steps against 16888 steps with 3598 failed Newton
-  solves). An ``integrator`` that is not an IMEX pair keeps the fully implicit path;
+  solve with the ``sg`` flux). Measured against the fully implicit ESDIRK4 (``sg``) at the
+  auto tolerances (``benchmarks/bench_implicit.py`` part (e)), it is 1.2-3.9x faster on
+  Curie–Weiss with :math:`\theta` = 1, 5, 20, Kuramoto and two Gaussian attractions
+  (0.9x at :math:`\theta = 100`): a stage is one linear solve, not a Newton solve. An
+  ``integrator`` that is not an IMEX pair keeps the fully implicit path;
 * otherwise (diffusion, no interaction, and two axes or a flux other than ``sg``)
   **implicit** (ESDIRK with error control), whose step is set by the tolerances.
 
