@@ -355,7 +355,11 @@ class AdaptiveFVSolver(Resumable, SolverBase):
         Newton iterations per stage before the step is retried with a quarter of it.
     newton_kappa : float
         The stage residual (:math:`L^1`) must be below ``newton_kappa`` times the error
-        tolerance in :math:`L^1`, :math:`a_{tol}|\\Omega| + r_{tol}\\,\\mathrm{mass}`.
+        tolerance in :math:`L^1`, :math:`a_{tol}|\\Omega| + r_{tol}\\,\\mathrm{mass}`
+        (with ``adaptive=False``: times :math:`10^{-8}\\,\\mathrm{mass}`). A stage residual
+        :math:`\\tau` moves a step by up to about :math:`\\tau/\\gamma` (the stage rates come
+        from the stage equation), so a long fixed-step run meant as a reference needs a
+        smaller ``newton_kappa``.
     max_steps : int
         Budget of accepted steps for the whole run.
     reuse_jacobian : bool
