@@ -561,7 +561,7 @@ def test_failing_newton_stops_with_a_failure_not_a_hang():
     solver.prob = tuple(prob)
     state = gm.coords.field(_rho0(gm, 1.0, 0.5))
     stepper = solver.make_stepper(state)
-    with pytest.raises(SolverFailure, match="collapsed"):
+    with pytest.raises(SolverFailure, match=r"collapsed.*scheme\.dt_min = 1e-300"):
         stepper(state, 100.0, 101.0)
     assert solver.info["steps"] == 0 and solver.info["failed"] > 10
     np.testing.assert_array_equal(state.data, _rho0(gm, 1.0, 0.5))  # the last good state

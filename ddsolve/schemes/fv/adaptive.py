@@ -449,8 +449,10 @@ class AdaptiveFVSolver(Resumable, SolverBase):
                 return float(t)  # paused
             if status != STATUS_OK:
                 cause = _MESSAGES[status]
+                # the key that bounds the step (e.g. a fast time scale xi(t) needs a smaller one)
+                hint = f"; scheme.dt_min = {solver.dt_min:.3g}" if status == STATUS_DT else ""
                 raise SolverFailure(f"{cause} at t={t:.6g} (after {counters[0]} steps, next "
-                                    f"dt={fstate[2]:.3g})", t=float(t), cause=cause)
+                                    f"dt={fstate[2]:.3g}{hint})", t=float(t), cause=cause)
             return float(t)
 
         return stepper
