@@ -51,7 +51,7 @@ __all__ = [
 GIB = 2**30
 BYTES_PER_CELL = 160 * 8
 """Bytes per grid cell of a PDE run: the state, the stages of the time integrator, face
-fluxes, cell averages of V and U, quadrature nodes and Krylov vectors (measured: about
+fluxes, values of V, cell averages of U, quadrature nodes and Krylov vectors (measured: about
 1000 bytes per cell in 1D and 2D, explicit and implicit)."""
 ADDRESS_SPACE_RESERVE = 512 * 2**20
 """Address space kept free under ``RLIMIT_AS`` for thread stacks, allocator arenas and

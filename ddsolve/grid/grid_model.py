@@ -13,6 +13,25 @@ finite-volume scheme moves mass down the cell differences of
 :math:`\Psi_i + \beta^{-1}\log(\rho_i/m_i)`, so :math:`dF_h/dt \le 0` for the
 semi-discrete scheme (Carrillo, Chertock & Huang, CiCP 17, 2015, Thm 3.2), and the
 discrete Gibbs state :math:`\rho_i \propto m_i e^{-\beta\Psi_i}` is stationary exactly.
+
+**Cell values of the potential.** The density unknowns are cell averages, but every face
+flux (upwind, log-mean, Scharfetter–Gummel) moves mass down the *difference* of
+:math:`\Psi` between neighbouring cells, an approximation of
+:math:`\int_{x_i}^{x_{i+1}}\partial_x\Psi\,dx = \Psi(x_{i+1}) - \Psi(x_i)`. With the
+centre values :math:`V_i = V(x_i)` that difference is exact; with cell averages,
+:math:`\bar V_i = V(x_i) + \tfrac{h^2}{24}V''(x_i) + O(h^4)`, it carries an extra
+:math:`\tfrac{h^2}{24}(V''(x_{i+1}) - V''(x_i))`, a drift error of
+:math:`\tfrac{h^2}{24}V^{(3)}`. Both are second order; the centre values are the default
+(``potential_values="point"``). Measured with ESDIRK4 at rtol 1e-9 against 4800 cells on
+the Curie–Weiss double well (θ = 1, β = 3, N(0.1, 0.5²) on [-3, 3], t = 10): L1 error
+3.2e-4 against 1.23e-3 on 150 cells and 8.0e-5 against 3.1e-4 on 300; smaller by 1.1-3.8x at
+every time and grid on each problem with a non-quadratic :math:`V` tried (β = 1, 6, θ = 5,
+the linear Fokker–Planck double well; ``tests/ddsolve/test_grid_model.py``). A quadratic
+:math:`V` is unaffected (its :math:`V''` is constant). The interaction kernel keeps its
+averages over both cells (``quadrature``): the symmetric matrix is what makes
+:math:`\tfrac12\rho^\top K\rho|C|^2` the discrete interaction energy, and on the Kuramoto
+model the averaged kernel is also the more accurate one (4.2e-5 against 1.3e-4 with
+centre values, 150 cells).
 """
 
 from __future__ import annotations
@@ -44,11 +63,18 @@ class GridModel:
     interaction : str
         ``"auto" | "dense" | "fft" | "separable"`` (see :func:`~ddsolve.grid.interaction.make_interaction`).
     quadrature : int
-        Gauss–Legendre points per axis for cell averages of ``V`` and ``U``.
+        Gauss–Legendre points per axis for cell averages of ``U`` (and of ``V`` with
+        ``potential_values="average"``).
+    potential_values : str
+        ``"point"`` (default): :math:`V_i = V(x_i)` at the cell centres, which makes the
+        potential differences of the face fluxes exact (module doc); ``"average"``: cell
+        averages of :math:`V`.
     """
 
+    POTENTIAL_VALUES = ("point", "average")
+
     def __init__(self, model: Model, coords: Coordinates, interaction: str = "auto",
-                 quadrature: int = 2) -> None:
+                 quadrature: int = 2, potential_values: str = "point") -> None:
         if model.ndim != coords.ndim:
             raise ValueError(f"model has {model.ndim} dimension(s) but the grid has {coords.ndim}")
         if model.radial_dims != coords.radial_dims:
@@ -56,9 +82,15 @@ class GridModel:
                 f"model radial dimensions {list(model.radial_dims)} do not match the grid's "
                 f"{list(coords.radial_dims)}"
             )
+        if potential_values not in self.POTENTIAL_VALUES:
+            raise ValueError(f"potential_values must be one of {self.POTENTIAL_VALUES}, "
+                             f"got {potential_values!r}")
         self.model = model
         self.coords = coords
-        self.V = np.ascontiguousarray(coords.cell_average(model.potential, quadrature))
+        self.potential_values = potential_values
+        # one Gauss point per axis is the cell centre
+        self.V = np.ascontiguousarray(coords.cell_average(
+            model.potential, 1 if potential_values == "point" else quadrature))
         self.log_m = coords.log_m
         self.operator: InteractionOperator | None = make_interaction(
             model.interaction, coords, interaction, quadrature

@@ -37,8 +37,8 @@ Examples
 ...                cartesian([-3.0, 3.0], 200))
 >>> diagram = continue_states(BetaFamily(SelfConsistency(gm)), [1.0, 4.0])
 >>> bp = diagram.special[0]
->>> bp.kind, f"{bp.parameter:.5f}"  # the continuum value is 2.18844; O(h^2) on the grid
-('branch-point', '2.18902')
+>>> bp.kind, f"{bp.parameter:.5f}"  # the continuum value is 2.18844 (to 1e-9 on the grid)
+('branch-point', '2.18844')
 """
 
 from __future__ import annotations

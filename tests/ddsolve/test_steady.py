@@ -41,9 +41,10 @@ BETA_C = (gamma(0.25) / (2 * gamma(0.75))) ** 2
 L = 2 * np.pi
 
 
-def curie_weiss(beta, cells=200, interaction="auto"):
+def curie_weiss(beta, cells=200, interaction="auto", potential_values="point"):
     return GridModel(Model(DoubleWellPotential(), QuadraticKernel(1.0), beta=beta),
-                     cartesian([-3.0, 3.0], cells), interaction=interaction)
+                     cartesian([-3.0, 3.0], cells), interaction=interaction,
+                     potential_values=potential_values)
 
 
 def kuramoto(beta, cells=128, interaction="auto"):
@@ -141,11 +142,18 @@ def test_curie_weiss_one_state_below_beta_c():
 
 @pytest.mark.parametrize("beta", [2.5, 3.0, 4.0])
 def test_curie_weiss_magnetisation_against_quadrature(beta):
-    """m*(beta) converges at second order to the quadrature answer; Richardson to 1e-8."""
+    """With the cell-centre potential (the default) the discrete self-consistency
+    m = sum_i x_i e^{-beta q(x_i)} / sum_i e^{-beta q(x_i)} is the midpoint rule of the exact
+    one, whose integrand is smooth and negligible at the walls: spectrally accurate, m* to
+    round-off on 50 cells (measured 3.3e-12 at beta = 2.5, 1e-15 at 3 and 4, the accuracy of
+    the quadrature answer). With cell averages of V, second order; Richardson to 1e-8."""
     exact = magnetisation_exact(beta)
+    for cells in (50, 100):
+        sc = SelfConsistency(curie_weiss(beta, cells))
+        assert abs(newton(sc, sc.initial_guess(bias=1.0)).moments["mean_x"] - exact) < 1e-11
     m = []
     for cells in (200, 400, 800):
-        sc = SelfConsistency(curie_weiss(beta, cells))
+        sc = SelfConsistency(curie_weiss(beta, cells, potential_values="average"))
         m.append(newton(sc, sc.initial_guess(bias=1.0)).moments["mean_x"])
     err = np.abs(np.array(m) - exact)
     orders = np.log2(err[:-1] / err[1:])
@@ -153,10 +161,26 @@ def test_curie_weiss_magnetisation_against_quadrature(beta):
     assert abs(m[-1] + (m[-1] - m[-2]) / 3 - exact) < 1e-8
 
 
+def test_pitchfork_located_by_continuation_to_its_bracket_with_centre_values():
+    """The pitchfork beta_c = (Gamma(1/4) / (2 Gamma(3/4)))^2 of the symmetric state: with the
+    cell-centre potential the discrete condition beta <x^2> = 1 is the midpoint rule of the
+    exact one (spectral), so continuation finds it to its bracket on 50 cells (measured
+    1.2e-9 on 50-400 cells, against 1.5e-4 on 400 cells with cell averages of V)."""
+    for cells in (50, 100):
+        d = continue_states(BetaFamily(SelfConsistency(curie_weiss(1.0, cells))), (1.0, 4.0))
+        [bp] = [s for s in d.special if s.kind == "branch-point"]
+        lo, hi = sorted(bp.bracket)
+        assert hi - lo < 1e-8 and lo <= bp.parameter <= hi
+        assert len(d.branches) == 3
+        assert abs(bp.parameter - BETA_C) < 5e-9
+
+
 def test_pitchfork_located_by_continuation_converges_at_second_order():
+    """With cell averages of V the located pitchfork converges at second order."""
     bps = []
     for cells in (100, 200, 400):
-        d = continue_states(BetaFamily(SelfConsistency(curie_weiss(1.0, cells))), (1.0, 4.0))
+        d = continue_states(BetaFamily(SelfConsistency(curie_weiss(1.0, cells, potential_values="average"))),
+                            (1.0, 4.0))
         [bp] = [s for s in d.special if s.kind == "branch-point"]
         lo, hi = sorted(bp.bracket)
         assert hi - lo < 1e-8 and lo <= bp.parameter <= hi
@@ -370,7 +394,10 @@ def test_steady_noiseless_command(tmp_path):
 def test_continuation_in_theta_rebuilds_the_model(tmp_path):
     """Continuation in model.theta (the model is rebuilt per value) at beta = 3: the
     pitchfork of the symmetric state is at beta theta <x^2>_theta = 1, <.> under
-    exp(-beta (x^4/4 - x^2/2 + theta x^2/2)) on [-3, 3] (quadrature: theta_c = 0.67354259)."""
+    exp(-beta (x^4/4 - x^2/2 + theta x^2/2)) on [-3, 3] (quadrature: theta_c = 0.67354259).
+    With the cell-centre potential the discrete condition is the midpoint rule of that one,
+    so theta_c is found to its bracket (1.5e-9) on 50 and 100 cells (measured errors 5.9e-10,
+    4.0e-10)."""
     from ddsolve.steady.runner import steady
 
     def f(t, b=3.0):
@@ -378,7 +405,7 @@ def test_continuation_in_theta_rebuilds_the_model(tmp_path):
         return b * t * quad(lambda x: x * x * w(x), -3, 3, epsabs=1e-14)[0] / quad(w, -3, 3, epsabs=1e-14)[0] - 1
     exact = brentq(f, 0.2, 1.5, xtol=1e-14)
     values = []
-    for cells in (200, 400):
+    for cells in (50, 100):
         raw = {"model": {"problem": "curie-weiss", "beta": 3.0}, "grid": {"bounds": [-3.0, 3.0], "cells": cells},
                "initial": {"std": 0.5}}
         res = steady(raw, tmp_path / str(cells), continuation=("model.theta", 0.2, 1.5))
@@ -386,7 +413,7 @@ def test_continuation_in_theta_rebuilds_the_model(tmp_path):
         assert bp["bracket_high"] - bp["bracket_low"] < 1e-8
         values.append(bp["model.theta"])
     err = np.abs(np.array(values) - exact)
-    assert err[1] < 1e-4 and abs(math.log2(err[0] / err[1]) - 2) < 0.1, err
+    assert np.all(err < 3e-9), err
 
 
 @pytest.mark.parametrize("module", ["selfconsistency", "deflation", "stability", "continuation", "noiseless"])

@@ -4,19 +4,20 @@ discrete energy over all measures on the grid, the mean-field certificate
 and the classification of stationary states.
 
 Exact answers used here (weights :math:`p_i = \rho_i h` on cells of width :math:`h`,
-:math:`E_h(p) = V^\top p + \frac12 p^\top Kp`, cell averages by 2-point Gauss–Legendre):
+:math:`E_h(p) = V^\top p + \frac12 p^\top Kp`, :math:`V_i = V(x_i)` at the cell centres
+and the kernel averaged over both cells by 2-point Gauss–Legendre):
 
 * **Rank-one attraction to the origin.** :math:`V = (x-c)^2/2`, :math:`U = \lambda xy`
   (:math:`\lambda > 0`, a PSD kernel, so the problem is convex). In the continuum,
   Jensen gives :math:`\int V\rho \ge (m-c)^2/2` at mean :math:`m`, with equality for a
   point mass, and :math:`\min_m (m-c)^2/2 + \lambda m^2/2` is at :math:`m = c/(1+\lambda)`.
   On the grid, take :math:`c = (1+\lambda)x_k` for a cell centre :math:`x_k`. The
-  averages are exact (quadratic and bilinear integrands):
-  :math:`V_i = (x_i-c)^2/2 + h^2/24`, :math:`K_{ij} = \lambda x_ix_j`. For the point
-  mass at :math:`x_k`, :math:`\Psi_i = (x_i-c)^2/2 + h^2/24 + \lambda x_kx_i
+  kernel averages are exact (a bilinear integrand):
+  :math:`V_i = (x_i-c)^2/2`, :math:`K_{ij} = \lambda x_ix_j`. For the point
+  mass at :math:`x_k`, :math:`\Psi_i = (x_i-c)^2/2 + \lambda x_kx_i
   = (x_i - x_k)^2/2 + \text{const}` (since :math:`c - \lambda x_k = x_k`), which is
   strictly minimal at :math:`i = k`. So the KKT conditions hold, and by convexity this
-  point mass is the unique minimiser, with :math:`E_h^* = (x_k-c)^2/2 + h^2/24 +
+  point mass is the unique minimiser, with :math:`E_h^* = (x_k-c)^2/2 +
   \lambda x_k^2/2`.
 * **Repulsion in a harmonic trap.** :math:`V = x^2/2`, :math:`U = -|x-y|`, which is
   conditionally positive definite (energy distance), so the problem is convex. In the
@@ -24,17 +25,19 @@ Exact answers used here (weights :math:`p_i = \rho_i h` on cells of width :math:
   :math:`[-1, 1]`, with :math:`\Psi = x^2/2 - (x^2+1)/2 = -1/2` there and :math:`\Psi
   = x^2/2 - |x| \ge -1/2` outside: the global minimiser, with energy
   :math:`1/6 - \frac12\cdot\frac14\cdot\frac83 = -1/6`. On a grid with
-  :math:`\pm1` on cell edges, exact cell averages would reproduce all of this. The
-  2-point rule is exact for :math:`V` and on every off-diagonal block of
+  :math:`\pm1` on cell edges, exact cell averages would reproduce all of this. The centre
+  values of :math:`V` differ from its averages by the constant :math:`h^2/24`, which
+  lowers :math:`\Psi` everywhere and the energy by :math:`h^2/24` (mass one). The
+  2-point rule is exact on every off-diagonal block of
   :math:`|x-y|` (no sign change there), but on a diagonal block it gives the average
   :math:`h/(2\sqrt3)` instead of :math:`h/3`. That adds the same constant
   :math:`h\,(1/3 - 1/(2\sqrt3))\,p_i` to :math:`\Psi_i` on every support cell
   (:math:`p_i = h/2`), so :math:`\Psi` stays constant on the support. Off the support
-  the cell averages of :math:`x^2/2 - |x|` exceed :math:`-1/2` by at least
-  :math:`h^2/6`, more than that constant. So the discrete minimiser is exactly
-  :math:`\rho_i = 1/2` for :math:`|x_i| < 1`, with :math:`E_h^* = -1/6 +
+  :math:`\Psi_i = x_i^2/2 - |x_i|` exceeds the support value :math:`-1/2 - h^2/24` by at
+  least :math:`h^2/8 + h^2/24`, more than that constant. So the discrete minimiser is exactly
+  :math:`\rho_i = 1/2` for :math:`|x_i| < 1`, with :math:`E_h^* = -1/6 - h^2/24 +
   \frac12\cdot\frac2h\cdot\frac{h^2}{4}\cdot h(\frac13 - \frac1{2\sqrt3})
-  = -1/6 + \frac{h^2}{4}(\frac13 - \frac{1}{2\sqrt3})`.
+  = -1/6 - h^2/24 + \frac{h^2}{4}(\frac13 - \frac{1}{2\sqrt3})`.
 * :math:`U = 0`: the minimiser is the point mass in the cell of :math:`\min_i V_i`. A
   point mass in the cell of a *local* minimum of :math:`V_i` is stationary (both
   neighbouring faces carry velocity into it, and their upwind cells are empty). It is
@@ -212,7 +215,7 @@ def test_rank_one_attraction_point_mass_closed_form():
     assert qp.convex
     assert qp.support.tolist() == [k]
     assert abs(qp.weights[0] - 1.0) <= 1e-15
-    exact = (x[k] - c) ** 2 / 2 + h**2 / 24 + lam * x[k] ** 2 / 2
+    exact = (x[k] - c) ** 2 / 2 + lam * x[k] ** 2 / 2
     assert abs(qp.energy - exact) <= 1e-14
     cert = certificate(gm, qp.rho)
     assert cert.gap == 0.0 and cert.argmin_index == (k,) and cert.support_cells == 1
@@ -222,7 +225,7 @@ def test_rank_one_attraction_point_mass_closed_form():
 @pytest.mark.parametrize("cells", [40, 80])
 def test_repulsion_in_trap_uniform_closed_form(cells, stages):
     """V = x^2/2, U = -|x - y| on [-2, 2]: rho = 1/2 exactly on the cells of [-1, 1],
-    E_h = -1/6 + (h^2/4)(1/3 - 1/(2 sqrt 3)) (module docstring)."""
+    E_h = -1/6 - h^2/24 + (h^2/4)(1/3 - 1/(2 sqrt 3)) (module docstring)."""
     gm = _gm(QuadraticPotential(1.0), make_kernel("-abs(z)", 1), cells=cells)
     h = 4.0 / cells
     x = gm.coords.axes[0].centers
@@ -231,7 +234,7 @@ def test_repulsion_in_trap_uniform_closed_form(cells, stages):
     inside = np.abs(x) < 1
     assert qp.support.tolist() == np.flatnonzero(inside).tolist()
     assert np.abs(qp.rho[inside] - 0.5).max() <= 1e-11
-    exact = -1 / 6 + h**2 / 4 * (1 / 3 - 1 / (2 * math.sqrt(3)))
+    exact = -1 / 6 - h**2 / 24 + h**2 / 4 * (1 / 3 - 1 / (2 * math.sqrt(3)))
     assert abs(qp.energy - exact) <= 1e-13
     assert certificate(gm, qp.rho).gap <= 1e-12
 
