@@ -24,7 +24,7 @@ centre values :math:`V_i = V(x_i)` that difference is exact; with cell averages,
 :math:`\tfrac{h^2}{24}V^{(3)}`. Both are second order; the centre values are the default
 (``potential_values="point"``). Measured with ESDIRK4 at rtol 1e-9 against 4800 cells on
 the Curie–Weiss double well (θ = 1, β = 3, N(0.1, 0.5²) on [-3, 3], t = 10): L1 error
-3.2e-4 against 1.23e-3 on 150 cells and 8.0e-5 against 3.1e-4 on 300; smaller by 1.1-3.8x at
+3.2e-4 against 1.23e-3 on 150 cells and 8.0e-5 against 3.1e-4 on 300; smaller by 1.08-3.8x at
 every time and grid on each problem with a non-quadratic :math:`V` tried (β = 1, 6, θ = 5,
 the linear Fokker–Planck double well; ``tests/ddsolve/test_grid_model.py``). A quadratic
 :math:`V` is unaffected (its :math:`V''` is constant). The interaction kernel keeps its
