@@ -188,6 +188,7 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
     kI, kE, y0, z, err, tmp = stage_work
     u = kE[0]  # the explicit stage value of the semi-implicit IMEX methods
     s = b.size
+    db = b - bhat  # the weights of the error estimate
     T = prob[3]
     psi_scratch = work[0][22]
     if state[2] <= 0.0 and t < t_end:
@@ -211,6 +212,9 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
             # Newton); the exact factors of a linear operator stay cached
             work[4][1] = np.nan
         ok = True
+        # warm starts within the step only (the first implicit stage starts from y0 itself,
+        # so a run restarted from a checkpoint between steps takes the same iterates)
+        warm = False
         for i in range(s):
             ti = t + c[i] * h
             if i == 0:
@@ -238,9 +242,13 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
             # refactorises at every iteration (kept factors stop at the tolerance, and their
             # inexact stage rates are what sent a loose-tolerance run on a fine grid into
             # thousands of failed steps: a negative explicit stage combination, measured)
+            # warm: the guess is the previous stage's solution, whose rate and face
+            # derivatives the workspace still holds (not for the IMEX stages, whose
+            # potential changes from stage to stage)
             conv, its, lits, nfac = nw.newton_solve(z, tmp, 1.0, h * AI[i, i], ti, prob, work, not imex,
                                                     newton_tol, int(max_newton), kI[i],
-                                                    reuse and not was_rejected)
+                                                    reuse and not was_rejected, warm and not imex)
+            warm = True
             if imex:
                 nw.release_potential(work)
             counters[_C_NEWTON] += its
@@ -264,7 +272,7 @@ def ark_advance(rho, t, t_end, tab, prob, ctrl, work, stage_work, counters, stat
         # rho^{n+1} = y0 + h sum_j b_j k_j is the last stage (stiffly accurate; the IMEX
         # pairs share b)
         if ok:
-            _combine(err, None, b - bhat, kI, s, h)
+            _combine(err, None, db, kI, s, h)
             enorm = _wnorm(err, y0, z, rtol, atol)
             if not math.isfinite(enorm):
                 ok = False

@@ -250,10 +250,22 @@ def compute_psi(inter, rho, V, out):
         for i in range(flat.size):
             o[i] = v[i] + vol * conv[i]
     elif kind == KIND_SEPARABLE:
-        c = (Gs @ flat) * vol
-        conv = c @ Fs  # contiguous rows: BLAS, not a strided loop over terms
-        for i in range(flat.size):
-            o[i] = v[i] + conv[i]
+        # rank r (a handful): loops over contiguous rows, no temporaries; two BLAS calls
+        # and their two allocations cost more than the 4rM flops on coarse grids (on 96
+        # cells, rank 3: 1.2 us against 0.3 us)
+        n = flat.size
+        for i in range(n):
+            o[i] = v[i]
+        for k in range(Fs.shape[0]):
+            gk = Gs[k]
+            acc = 0.0
+            for i in range(n):
+                acc += gk[i] * flat[i]
+            ck = acc * vol
+            if ck != 0.0:
+                fk = Fs[k]
+                for i in range(n):
+                    o[i] += ck * fk[i]
     else:
         for i in range(flat.size):
             o[i] = v[i]

@@ -63,6 +63,17 @@ factors before it is applied (Hairer & Wanner, Solving ODEs II, §IV.8, on reusi
 Jacobian in implicit Runge–Kutta codes). The convergence test is on the residual either
 way, so the solution meets the same tolerance.
 
+**Warm start.** The guess of an ESDIRK stage after the first of a step is the previous
+stage's solution, and the last thing that solve evaluated was the rate and the face
+derivatives at that solution (before its mass rescaling). With ``warm`` the solve starts
+from exactly that iterate and takes its residual from the kept rate, so the first
+evaluation of :math:`L_h` is not repeated: one evaluation fewer per stage, with the guess
+changed only by the rescaling (relative :math:`O(\text{tol})`). The kept pair is
+invalidated by every other evaluation (:func:`implicit_rate`, a linear stage, a frozen
+potential) and is used only for the same :math:`\xi(t)`. The first implicit stage of a
+step starts from the step's initial value itself, so a run restarted from a checkpoint
+between steps repeats the same iterates.
+
 **Linear operators.** When the implicit operator is linear (``sg`` flux, :math:`\Psi=V`,
 or a potential held fixed by :func:`freeze_potential`) :func:`newton_solve` solves the
 stage equation directly, :math:`z = A^{-1}r`, from face coefficients alone (no flux or
@@ -73,10 +84,17 @@ derivative evaluations), and takes the rate as :math:`Jz`; with
 
 **Workspace.** Every array a compiled call receives, alone or inside a tuple, is
 reference counted (atomic increments) on entry and exit; the grids of the workspace are
-therefore one array of shape ``(25, n0, n1)`` rather than a tuple of 25, and
+therefore one array of shape ``(27, n0, n1)`` rather than a tuple of 27, and
 :func:`linear_solve` on a 1D grid calls the line kernels directly. On 150 cells this took a
 semi-implicit stage from 12.9 to 7.4-8.2 us (repeated runs; ``benchmarks/bench_fv.py`` part d
-has the run times).
+has the run times). A call to a compiled function that may raise keeps those increments
+(its error branch must release the arguments); the small wrappers of the stage path
+(:func:`freeze_potential`, :func:`release_potential`, the linear stage, the 1D line factor
+and substitution, the face matrix-vector product, the mass rescaling) are therefore
+inlined by numba (``inline="always"``), which lets the increments pair up and vanish:
+ARK4 on the 96-cell Curie–Weiss flagship 1.47 -> 1.36 ms (least of three alternating
+runs each; inlining the Newton solve and the face loops as well doubled the compile time
+for no measurable gain).
 
 **Positivity.** With diffusion the Newton update is additive where it keeps at least half
 of a cell's density and multiplicative, :math:`\rho\leftarrow\rho\,e^{\delta/\rho}` (the
@@ -145,19 +163,22 @@ def make_problem(eq, flux: str, nonlocal_implicit: bool = True) -> tuple:
 
 
 def make_newton_workspace(eq) -> tuple:
-    """Arrays reused by the kernels for the grid of ``eq``: 25 grids (one array of shape
-    ``(25, n0, n1)``), 4 corner vectors, the GMRES and Woodbury blocks (one row per
+    """Arrays reused by the kernels for the grid of ``eq``: 27 grids (one array of shape
+    ``(27, n0, n1)``; the last two hold the solution of the last converged Newton solve
+    before its mass rescaling, and its rate), 4 corner vectors, the GMRES and Woodbury blocks (one row per
     separable term, and the r x r capacitance matrix), the factors of the tridiagonal lines
     (one array of shape ``(6, n0, n1)`` and three vectors), and the cache record:
     ``[xi of the face coefficients (NaN: not the linear operator's), a0 and s of the
     factors, xi of the factors, 1 if they include the Woodbury part, 1 while the potential
-    is frozen (:func:`freeze_potential`)]``."""
+    is frozen (:func:`freeze_potential`), the operator of the cached solution and rate (0:
+    none, invalidated by every other evaluation; 1: without, 2: with the interaction) and
+    its xi]``."""
     n0, n1 = eq.shape2d
     rank = eq.inter[3].shape[0] if eq.inter[0] == KIND_SEPARABLE else 0
     M = n0 * n1
-    # one array of 25 grids, not a tuple of 25: a tuple's every member is reference
+    # one array of 27 grids, not a tuple of 27: a tuple's every member is reference
     # counted whenever the kernels take it out of the workspace
-    grids = np.zeros((25, n0, n1))
+    grids = np.zeros((27, n0, n1))
     corners = (np.zeros(n1), np.zeros(n1), np.zeros(n0), np.zeros(n0))
     m = GMRES_RESTART
     r = max(rank, 1)
@@ -166,8 +187,9 @@ def make_newton_workspace(eq) -> tuple:
     # factors of the tridiagonal lines in one array (x: c, 1/pivot, cyclic column; y: the
     # same), the cyclic corrections per line, and scratch
     lines = (np.zeros((6, n0, n1)), np.zeros((2, n1)), np.zeros((2, n0)), np.zeros(max(n0, n1)))
-    rec = np.full(6, np.nan)
+    rec = np.full(8, np.nan)
     rec[5] = 0.0
+    rec[6] = 0.0
     return grids, corners, blocks, lines, rec
 
 
@@ -359,6 +381,7 @@ def implicit_rate(rho, t, prob, work, with_nonlocal, out):
     xi = schedule_value(code, params, t)
     nonlocal_psi = with_nonlocal and inter[0] != KIND_NONE
     frozen = work[4][5] == 1.0
+    work[4][6] = 0.0  # the face data are no longer those of the cached solution
     if frozen:
         pass  # the caller's potential, already in psi (a semi-implicit IMEX stage)
     elif nonlocal_psi:
@@ -371,7 +394,7 @@ def implicit_rate(rho, t, prob, work, with_nonlocal, out):
     _faces(rho, psi, log_m, g, geom, xi, T, flux, out, True)
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", inline="always")
 def freeze_potential(u, prob, work):
     r"""Hold :math:`\Psi = V + \mathcal U u` fixed in the operator (:func:`implicit_rate`)
     until :func:`release_potential`: the implicit operator of a semi-implicit stage, which
@@ -379,16 +402,18 @@ def freeze_potential(u, prob, work):
     compute_psi(prob[0], u, prob[1], work[0][2])
     work[4][5] = 1.0
     work[4][0] = np.nan  # the face coefficients are no longer those of Psi = V
+    work[4][6] = 0.0
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", inline="always")
 def release_potential(work):
     r"""End :func:`freeze_potential`: :math:`\Psi` follows the density again."""
     work[4][5] = 0.0
     work[4][0] = np.nan
+    work[4][6] = 0.0
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", inline="always")
 def _faces_matvec(g, geom, v, w, out):
     r"""``out = J v`` from the face derivatives in the workspace grids ``g``, along every
     axis; ``w`` is :math:`\mathcal U v` for the nonlocal part, or of zero size."""
@@ -522,7 +547,7 @@ def _axis_apply(sub, c, ib, zc, cyc, clo, chi, r, x):
                 xj[i] -= fac * zc[i, j]
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", inline="always")
 def _single_line_factor(g, cr, lines, h, periodic, a0, s):
     """:func:`_factor_lines` of a 1D grid (one contiguous line), from the workspace's grids
     ``g``, corners ``cr`` and line factors ``lines`` (no tuples of the whole workspace:
@@ -537,7 +562,7 @@ def _single_line_factor(g, cr, lines, h, periodic, a0, s):
     return ok
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", inline="always")
 def _single_line_apply(g, cr, lines, r, x):
     """:func:`_precondition` of a 1D grid with the factors of :func:`_single_line_factor`."""
     n0 = r.shape[0]
@@ -819,7 +844,7 @@ def _nonlocal_column(dg, w, h, periodic, F, out):
 # ---------------------------------------------------------------------------------------
 # Newton
 # ---------------------------------------------------------------------------------------
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", inline="always")
 def _restore_mass(z, rhs, a0):
     r"""Rescale ``z`` in place to :math:`\sum_j a_0 z_j = \sum_j r_j` (when both sums are
     positive) and return the factor applied."""
@@ -833,14 +858,19 @@ def _restore_mass(z, rhs, a0):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rate, reuse):
+def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rate, reuse, warm=False):
     r"""Solve :math:`a_0 z - s L_h(z, t) = r` in place from the guess in ``z``.
 
     Converged when the residual's :math:`L^1` norm :math:`\sum_j|R_j||C|` is at most
     ``tol``; ``rate`` then holds :math:`L_h(z)` at the solution. The result is rescaled to
     :math:`\sum a_0 z = \sum r` (mass to round-off). With ``reuse`` the factors of an
     earlier solve with the same ``a0, s`` are kept while they contract (simplified Newton,
-    module doc). Returns ``(ok, iterations, linear_iterations, factorisations)``.
+    module doc). With ``warm`` the guess is the solution of the previous converged solve
+    (the previous stage of an ESDIRK step): the solve starts from that solution *before*
+    its mass rescaling, whose rate and face derivatives the previous solve left in the
+    workspace, and skips evaluating them again (when no other evaluation came in between
+    and :math:`\xi(t)` is the same; otherwise ``z`` is the guess as usual). Returns
+    ``(ok, iterations, linear_iterations, factorisations)``.
     """
     if prob[11]:
         return _linear_stage(z, rhs, a0, s, t, prob, work, rate)
@@ -849,7 +879,13 @@ def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rat
     R, delta = g[17], g[18]
     n0, n1 = z.shape
     positive = T > 0.0
-    if positive:
+    xi = schedule_value(prob[4], prob[5], t)
+    tag = 2.0 if with_nonlocal else 1.0  # rec[6]: which operator the cached pair is of
+    have_rate = warm and rec[6] == tag and rec[7] == xi
+    if have_rate:
+        z[:] = g[25]
+        rate[:] = g[26]
+    elif positive:
         for i in range(n0):
             for j in range(n1):
                 z[i, j] = max(z[i, j], DENSITY_FLOOR)
@@ -865,7 +901,10 @@ def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rat
     it = 0
     start = 0
     while True:
-        implicit_rate(z, t, prob, work, with_nonlocal, rate)
+        if have_rate:
+            have_rate = False  # the cached solution's rate and face derivatives
+        else:
+            implicit_rate(z, t, prob, work, with_nonlocal, rate)
         norm = 0.0
         for i in range(n0):
             for j in range(n1):
@@ -876,6 +915,12 @@ def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rat
         if not math.isfinite(norm) and not (frozen and it > 0):
             return False, it + wasted, lin_its, n_fac
         if norm <= tol:
+            # keep the solution and its rate (the face derivatives stay in the workspace)
+            # for a warm start of the next solve, then rescale to the exact mass
+            g[25][:] = z
+            g[26][:] = rate
+            rec[6] = tag
+            rec[7] = xi
             _restore_mass(z, rhs, a0)
             return True, it + wasted, lin_its, n_fac
         if frozen and it > 0:
@@ -938,7 +983,7 @@ def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rat
     return False, it + wasted, lin_its, n_fac
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", inline="always")
 def _linear_stage(z, rhs, a0, s, t, prob, work, rate):
     """:func:`newton_solve` for a linear operator: ``z = A^{-1} r`` directly, ``rate = J z``
     (= :math:`L_h z`), both rescaled to the exact mass. The guess in ``z`` is not used."""
@@ -948,6 +993,7 @@ def _linear_stage(z, rhs, a0, s, t, prob, work, rate):
         frozen = rec[5] == 1.0  # the potential held by freeze_potential, else V
         _faces(z, g[2] if frozen else prob[1], prob[2], g, prob[6], xi, prob[3], prob[7], rate, False)
         rec[0] = np.nan if frozen else xi
+        rec[6] = 0.0  # the face data are not those of a cached nonlinear solve
     ok, lits, fac = linear_solve(rhs, z, prob, work, a0, s, False)
     n_fac = 1 if fac else 0
     if not ok:
