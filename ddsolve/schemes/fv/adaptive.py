@@ -350,10 +350,13 @@ class AdaptiveFVSolver(Resumable, SolverBase):
         implicit operator is linear (no interaction, or an IMEX method:
         ``benchmarks/bench_fv.py`` part (d) measures it 1.6-2.1x faster than ``logmean`` with
         ESDIRK3 on OU at equal error), and because it is exponentially fitted: at large cell
-        Péclet numbers the fully implicit ``logmean`` run opens a hole in the far tail and
-        its Newton (on the logarithms of tiny densities) fails steps by the thousand
-        (Curie–Weiss β = 3 on 300 cells, ESDIRK4: θ = 100, more than 10^5 steps, half of them
-        failed; ``sg``: 176 steps, none failed — ``benchmarks/bench_implicit.py`` part (e)).
+        Péclet numbers the fully implicit ``logmean`` run opens a hole in the far tail
+        (Curie–Weiss β = 3 on 300 cells, ESDIRK4, θ = 20 and 100: the tail is not monotone
+        and falls to the density floor; ``sg`` keeps it monotone, and at θ = 20 down to
+        1e-226). With the cell-average potential of earlier versions the ``logmean`` Newton
+        (on the logarithms of tiny densities) also failed steps by the thousand (θ = 100:
+        261729 of 513016); with centre values it fails none (213 steps; ``sg`` 206 —
+        ``benchmarks/bench_implicit.py`` part (e) with ``--logmean``).
     dt : float, optional
         First step (default: estimated from the initial rate). With ``adaptive=False`` the
         fixed step (halved on Newton failure).
