@@ -438,6 +438,56 @@ def test_kept_factors_are_refreshed_when_they_stop_contracting():
     assert nfac >= 1 and its <= its_right + 1 and _l1(gm, z, z_right) < 1e-11
 
 
+@pytest.mark.parametrize("flux", ["sg", "logmean"])
+def test_warm_start_takes_the_kept_solution_and_rate_and_only_those(flux):
+    """A converged Newton solve keeps its solution before the mass rescaling and the rate
+    there; ``warm`` starts the next solve from that pair instead of evaluating it again.
+    Checked: the kept pair is the solution up to the scalar rescaling and its exact rate
+    (bitwise, re-evaluated); the warm solve reaches the same stage solution as a cold one
+    from the same guess; a corrupted kept rate changes a warm solve (so it is used) and no
+    longer does once any other evaluation invalidated the pair (so it is then ignored)."""
+    gm = _cw(80)
+    eq = DistributionalDynamicsPDE(gm, order=1)
+    prob, work = nw.make_problem(eq, flux), nw.make_newton_workspace(eq)
+    shape = eq.shape2d
+    y0 = _rho0(gm, 0.3, 0.5).reshape(shape)
+    rate = np.zeros(shape)
+    tol, s = 1e-10, 0.05
+
+    def solve(z, rhs, warm):
+        ok, its, _, _ = nw.newton_solve(z, rhs, 1.0, s, 0.0, prob, work, True, tol, 8, rate, False, warm)
+        assert ok
+        return z, its
+
+    z1, _ = solve(y0.copy(), y0, False)
+    kept, kept_rate = work[0][25].copy(), work[0][26].copy()
+    assert work[4][6] == 2.0  # a pair of the operator with the interaction
+    factor = z1.sum() / kept.sum()
+    assert abs(factor - 1.0) < 1e-9 and np.abs(z1 - factor * kept).max() < 1e-15 * z1.max()
+    fresh = np.zeros(shape)
+    nw.implicit_rate(kept.copy(), 0.0, prob, work, True, fresh)
+    np.testing.assert_array_equal(fresh, kept_rate)
+    assert work[4][6] == 0.0  # that evaluation invalidated the pair
+
+    rhs2 = 0.5 * (y0 + z1)  # the next stage's right-hand side
+
+    def second(warm, corrupt=False, invalidate=False):
+        solve(y0.copy(), y0, False)  # the first stage again: the same kept pair
+        if corrupt:
+            work[0][26] *= 1.5
+        if invalidate:
+            nw.implicit_rate(y0.copy(), 0.0, prob, work, True, np.zeros(shape))
+        return solve(z1.copy(), rhs2, warm)
+
+    warm, _ = second(True)
+    cold_from_kept = solve(kept.copy(), rhs2, False)[0]
+    np.testing.assert_array_equal(warm, cold_from_kept)  # the warm start is the kept iterate
+    cold, _ = second(False)
+    assert _l1(gm, warm, cold) < 2 * tol
+    assert not np.array_equal(second(True, corrupt=True)[0], warm)
+    np.testing.assert_array_equal(second(True, corrupt=True, invalidate=True)[0], cold)
+
+
 def test_implicit_and_gmres_paths_agree_and_match_fixed_step_bdf2():
     gm_s, gm_d = _cw(60, "separable"), _cw(60, "dense")
     rho0 = _rho0(gm_s, 0.3, 0.5)
