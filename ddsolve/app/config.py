@@ -45,6 +45,7 @@ import tomllib
 from ddsolve.app.commands import extension_sections
 from ddsolve.app.resources import BYTES_PER_CELL, Demand, check_memory, grid_demands, interaction_demand
 from ddsolve.grid.coordinates import Coordinates, cartesian, radial, with_charge
+from ddsolve.grid.grid_model import GridModel
 from ddsolve.grid.interaction import INTERACTION_METHODS, interaction_method
 from ddsolve.laws.initial import InitialContext, InitialDensity, initial_density, resolve_initial
 from ddsolve.model.base import Model
@@ -188,7 +189,7 @@ SCHEME_PARAMS: tuple[Param, ...] = (
           default_doc="esdirk4 (time = 'implicit'), ark4 ('imex'), auto ('auto')", when=_adaptive),
     Param("rtol", OneOf((Choice(("auto",)), Real(low=0))), "auto",
           "relative tolerance of the local time error; auto: C/n^2 for n cells on the "
-          "coarsest axis (C by integrator, esdirk4: 10), which keeps the time error below a "
+          "coarsest axis (C by integrator, esdirk4: 5), which keeps the time error below a "
           "tenth of the spatial error as the grid is refined (exponential: the bound on its "
           "quadrature error, C = 10)", when=_tolerances),
     Param("atol", OneOf((Choice(("auto",)), Real(low=0))), "auto",
@@ -202,6 +203,10 @@ SCHEME_PARAMS: tuple[Param, ...] = (
     Param("theta", Real(1.0, 2.0), 2.0, "generalised minmod parameter", when=when_equals("order", 2)),
     Param("interaction", Choice(INTERACTION_METHODS), "auto",
           "how U*rho is applied: auto, dense matrix, fft (U = W(x - y)), separable"),
+    Param("potential_values", Choice(GridModel.POTENTIAL_VALUES), "point",
+          "cell values of V: point (V at the cell centres; the face fluxes difference it "
+          "exactly), average (2-point Gauss cell averages, the values of runs made before this "
+          "key existed)"),
     Param("rk_order", Choice((1, 2, 3)), 3,
           "order of the SSP Runge-Kutta method: 1 Euler, 2 SSPRK(3,2), 3 SSPRK(4,3)", when=_explicit),
     Param("cfl", Real(0.0, 1.0, low_open=True), 0.9, "fraction of the positivity/diffusion step bound",

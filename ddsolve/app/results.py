@@ -45,10 +45,13 @@ class RunOutput:
         return build(self.summary["config"])
 
     def grid_model(self) -> GridModel:
-        """The :class:`GridModel` of the run (same interaction method as the run)."""
+        """The :class:`GridModel` of the run (same interaction method and cell values of the
+        potential as the run; a summary without ``scheme.potential_values`` was written
+        before the key existed, when the values were cell averages)."""
         scheme = self.summary["config"].get("scheme", {})
         return GridModel(self.setup.model, self.setup.coords,
-                         interaction=scheme.get("interaction", "auto"))
+                         interaction=scheme.get("interaction", "auto"),
+                         potential_values=scheme.get("potential_values", "average"))
 
     @cached_property
     def _storage(self) -> pde.FileStorage:

@@ -52,7 +52,8 @@ class RunResult:
 def build_grid_model(setup: Setup, scheme: Mapping[str, Any]) -> GridModel:
     """The grid model of a built config (``scheme.interaction`` names its errors)."""
     with config_key("scheme.interaction"):
-        return GridModel(setup.model, setup.coords, interaction=scheme["interaction"])
+        return GridModel(setup.model, setup.coords, interaction=scheme["interaction"],
+                         potential_values=scheme.get("potential_values", "point"))
 
 
 def planned_scheme(config: Mapping[str, Any], setup: Setup, grid_model: GridModel) -> dict[str, Any]:

@@ -69,7 +69,8 @@ def prepare(raw: Mapping[str, Any], overrides: Sequence[tuple[str, Any]] = ()) -
     config["steady"] = resolve_steady(raw.get("steady"))
     setup = build(config, solver=False)
     with config_key("scheme.interaction"):
-        gm = GridModel(setup.model, setup.coords, interaction=config["scheme"]["interaction"])
+        gm = GridModel(setup.model, setup.coords, interaction=config["scheme"]["interaction"],
+                       potential_values=config["scheme"].get("potential_values", "point"))
     return Prepared(config, setup, gm, config["steady"])
 
 

@@ -212,6 +212,7 @@ def test_defaults_are_filled_in():
                            "periodic": [False]}
     assert cfg["initial"] == {"kind": "gaussian", "mean": 0.0, "std": 1.0}
     assert cfg["scheme"] == {"name": "fv", "order": 2, "theta": 2.0, "interaction": "auto",
+                             "potential_values": "point",
                              "implicit": False, "rk_order": 3, "cfl": 0.9, "dt_min": 1e-14,
                              "time": "auto", "integrator": "auto", "rtol": "auto", "atol": "auto",
                              "flux": "auto", "max_newton": 8}
