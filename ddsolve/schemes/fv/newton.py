@@ -250,6 +250,21 @@ def _axis_faces(rho, psi, log_m, logr, invr, h, periodic, xi, T, flux, fill_logs
     sg = flux == FLUX_SG
     logmean = flux == FLUX_LOGMEAN
     iT = 1.0 / T if T > 0.0 else 0.0
+    if sg and not rate and T > 0.0:
+        # the coefficients of the linear sg operator only (a semi-implicit stage): the
+        # loop without the branches of the general one (1.84 -> 1.1 us on 96 cells)
+        c = xi * T * inv_h
+        for j in range(n1):
+            qa = psi[0, j] - T * log_m[0, j]
+            for f in range(nf):
+                k = f + 1 if f + 1 < n0 else 0
+                qb = psi[k, j] - T * log_m[k, j]
+                x = (qb - qa) * iT
+                B = _bernoulli_value(x)
+                aL[f, j] = c * B
+                aR[f, j] = -c * (B + x)
+                qa = qb
+        return
     for j in range(n1):
         if logs:
             r0 = max(rho[0, j], DENSITY_FLOOR)
