@@ -37,8 +37,16 @@ by the tolerance, so its cost grows like M.
     (against 4x the cells): the time error of each, which the auto tolerance keeps below
     0.1. ``--logmean`` adds ESDIRK4 with the log-mean flux (its distance then also holds the
     difference of the two spatial schemes; expect minutes for Curie–Weiss theta = 100).
+(f) Time error against the tolerance on two grids: the Curie–Weiss flagship (theta = 1,
+    beta = 3, t = 10) on 96 and 600 cells, ARK4, ESDIRK3 and ESDIRK4 at rtol 1e-2 ... 1e-6
+    (atol = 1e-3 rtol) and at their auto tolerance: time, steps, stage solves (Newton or
+    linear), the L1 time error (against ESDIRK4 at rtol 1e-10 on the same grid) and its
+    ratio to the spatial error (Richardson, from 2x the cells). The time error at a given
+    rtol does not depend on the grid; the spatial error falls like M^-2. Last, per
+    integrator, the cheapest run on 96 cells whose time error is at most a tenth of the
+    spatial error (the auto rule's criterion) — what the rule could at best save there.
 
-Run: ``python benchmarks/bench_implicit.py [--parts abcde] [--repeats 3]``.
+Run: ``python benchmarks/bench_implicit.py [--parts abcdef] [--repeats 3]``.
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ from __future__ import annotations
 from _harness import add_blas_threads_arg, add_common_args, log, make_parser, set_blas_threads, table, timed
 
 ARGS_P = make_parser(__doc__)
-add_common_args(ARGS_P, parts="abcde", quick=False)
+add_common_args(ARGS_P, parts="abcdef", quick=False)
 ARGS_P.add_argument("--repeats", type=int, default=3)
 ARGS_P.add_argument("--cells", type=int, nargs="+", default=[200, 400, 800, 1600])
 ARGS_P.add_argument("--mb-cells", type=int, default=128, help="cells per axis of part (c)")
@@ -265,10 +273,62 @@ def part_e(args, out):
     out["e"] = res
 
 
+F_RTOLS = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
+
+
+def part_f(args, out):
+    from ddsolve.schemes.fv.adaptive import AdaptiveFVSolver
+    from ddsolve.schemes.fv.auto import grid_tolerances
+
+    log("\n(f) Curie-Weiss flagship, t = 10: time error against the tolerance on 96 and 600 cells "
+        "(stepping only)")
+    res, cheapest = [], {}
+    for M in (96, 600):
+        gm, rho0 = curie_weiss(M)
+        gm2, rho02 = curie_weiss(2 * M)
+        vol = gm.coords.cell_volume
+        ref = evolve(gm, rho0, 10.0, time="implicit", integrator="esdirk4", rtol=1e-10, atol=1e-13)[0]
+        fine = evolve(gm2, rho02, 10.0, time="implicit", integrator="esdirk4", rtol=1e-10, atol=1e-13)[0]
+        spatial = 4 / 3 * float(np.abs(ref - fine.reshape(M, 2).mean(axis=1)).sum() * vol)
+        rows = []
+        for integ in ("ark4", "esdirk3", "esdirk4"):
+            auto = grid_tolerances(gm.coords, integ)[0]
+            for rtol in sorted(F_RTOLS + [auto], reverse=True):
+                solver = AdaptiveFVSolver(DistributionalDynamicsPDE(gm, order=1), integ, rtol=rtol,
+                                          atol=1e-3 * rtol)
+
+                def go(solver=solver):  # stepping only, as in bench_fv.py part (d)
+                    state = gm.coords.field(rho0.copy())
+                    solver.make_stepper(state)(state, 0.0, 10.0)
+                    return state.data.copy(), dict(solver.info)
+                go()
+                tm, (rho, info) = timed(go, args.repeats)
+                err = float(np.abs(rho - ref).sum() * vol)
+                stages = info["newton_iterations"]
+                row = {"M": M, "integrator": integ, "rtol": rtol, "auto": rtol == auto, "s": tm["median"],
+                       "steps": info["steps"], "stage_solves": stages, "time_error": err,
+                       "spatial_error": spatial, "ratio": err / spatial}
+                res.append(row)
+                rows.append([integ, f"{rtol:.2g}" + (" (auto)" if rtol == auto else ""),
+                             f"{tm['median'] * 1e3:.2f} ms", info["steps"], stages, f"{err:.2e}",
+                             f"{err / spatial:.3f}"])
+                if M == 96 and err <= 0.1 * spatial and (
+                        integ not in cheapest or tm["median"] < cheapest[integ]["s"]):
+                    cheapest[integ] = row
+        log(f"  M = {M}: spatial L1 error {spatial:.2e}")
+        log(table(["integrator", "rtol", "time", "steps", "stage solves", "time error", "/ spatial"], rows))
+    log("  cheapest run on 96 cells with the time error at most a tenth of the spatial error:")
+    for integ, r in cheapest.items():
+        log(f"    {integ}: rtol {r['rtol']:.2g}{' (auto)' if r['auto'] else ''}, {r['steps']} steps, "
+            f"{r['stage_solves']} stage solves, {r['s'] * 1e3:.2f} ms (ratio {r['ratio']:.3f})")
+    out["f"] = {"runs": res, "cheapest_96": cheapest}
+
+
 def main() -> int:
     args = ARGS
     out: dict = {}
-    for name, fn in (("a", part_a), ("b", part_b), ("c", part_c), ("d", part_d), ("e", part_e)):
+    for name, fn in (("a", part_a), ("b", part_b), ("c", part_c), ("d", part_d), ("e", part_e),
+                     ("f", part_f)):
         if name in args.parts:
             fn(args, out)
     if args.json:
