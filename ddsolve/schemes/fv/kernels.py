@@ -242,22 +242,6 @@ def compute_psi(inter, rho, V, out):
             for j in range(n1):
                 out[i, j] = V[i, j] + vol * conv[i, j]
         return
-    if kind == KIND_SEPARABLE and n1 == 1:
-        # 1D, rank r (a handful): loops, no temporaries and no reshapes (each a call into
-        # numba's runtime, ~45 ns; on 96 cells, rank 3: 0.45 against 0.54 us with them);
-        # two BLAS calls and their two allocations cost more than the 4rM flops on coarse
-        # grids (1.2 us)
-        for i in range(n0):
-            out[i, 0] = V[i, 0]
-        for k in range(Fs.shape[0]):
-            acc = 0.0
-            for i in range(n0):
-                acc += Gs[k, i] * rho[i, 0]
-            ck = acc * vol
-            if ck != 0.0:
-                for i in range(n0):
-                    out[i, 0] += ck * Fs[k, i]
-        return
     flat = rho.reshape(n0 * n1)
     o = out.reshape(n0 * n1)
     v = V.reshape(n0 * n1)
@@ -265,7 +249,10 @@ def compute_psi(inter, rho, V, out):
         conv = K @ flat
         for i in range(flat.size):
             o[i] = v[i] + vol * conv[i]
-    elif kind == KIND_SEPARABLE:  # 2D: over the flattened grid
+    elif kind == KIND_SEPARABLE:
+        # rank r (a handful): loops over contiguous rows, no temporaries; two BLAS calls
+        # and their two allocations cost more than the 4rM flops on coarse grids (on 96
+        # cells, rank 3: 1.2 us against 0.3 us)
         n = flat.size
         for i in range(n):
             o[i] = v[i]

@@ -250,15 +250,15 @@ def _axis_faces(rho, psi, log_m, logr, invr, h, periodic, xi, T, flux, fill_logs
     sg = flux == FLUX_SG
     logmean = flux == FLUX_LOGMEAN
     iT = 1.0 / T if T > 0.0 else 0.0
-    if sg and not rate and T > 0.0:
-        # the coefficients of the linear sg operator only (a semi-implicit stage): the
-        # loop without the branches of the general one (1.84 -> 1.1 us on 96 cells)
+    if not rate:
+        # sg only: the coefficients of its linear operator (a semi-implicit stage), in a
+        # loop without the branches of the general one (1.84 -> 1.3 us on 96 cells)
         c = xi * T * inv_h
         for j in range(n1):
-            qa = psi[0, j] - T * log_m[0, j]
+            qa = psi[0, j] - T * log_m[0, j] if T > 0.0 else psi[0, j]
             for f in range(nf):
                 k = f + 1 if f + 1 < n0 else 0
-                qb = psi[k, j] - T * log_m[k, j]
+                qb = psi[k, j] - T * log_m[k, j] if T > 0.0 else psi[k, j]
                 x = (qb - qa) * iT
                 B = _bernoulli_value(x)
                 aL[f, j] = c * B
@@ -294,15 +294,9 @@ def _axis_faces(rho, psi, log_m, logr, invr, h, periodic, xi, T, flux, fill_logs
             if sg:
                 x = (qb - qa) * iT
                 c = xi * T * inv_h
-                if rate:
-                    B, dB = _bernoulli(x)
-                else:
-                    B, dB = _bernoulli_value(x), 0.0
+                B, dB = _bernoulli(x)
                 aL[f, j] = c * B
                 aR[f, j] = -c * (B + x)
-                if not rate:  # the coefficients of a linear operator only
-                    qa = qb
-                    continue
                 F = c * (B * rl - (B + x) * rr)
                 dg[f, j] = xi * (dB * (rl - rr) - rr)
             elif logmean:
