@@ -175,6 +175,44 @@ def test_linear_stage_solve_matches_newton(case):
     assert abs(a.sum() - rho0.sum()) < 1e-13 * rho0.sum() and a.min() >= 0
 
 
+@pytest.mark.parametrize("M", [2, 3, 57])
+def test_one_sweep_linear_stage_is_the_separate_kernels_to_the_bit(M):
+    """On one open line the linear ``sg`` stage of a frozen potential is computed in one
+    sweep (coefficients, bands, LU and forward substitution) and a back substitution that
+    also forms the rate. It must give exactly what the separate kernels give (face
+    coefficients, tridiagonal factorisation, substitution, face matrix-vector product),
+    leave factors that a later solve can reuse, and solve the stage equation."""
+    gm = _cw(M, "separable")
+    eq = DistributionalDynamicsPDE(gm, order=1)
+    prob = nw.make_problem(eq, "sg", nonlocal_implicit=False)
+    assert prob[11]  # the semi-implicit operator is linear
+    rng = np.random.default_rng(3)
+    u, rhs = rng.uniform(0.2, 1.5, (2,) + eq.shape2d)
+    a0, s, xi, h = 1.0, 0.37, 1.3, prob[6][0]
+    results = []
+    for one_sweep in (True, False):
+        work = nw.make_newton_workspace(eq)
+        nw.freeze_potential(u, prob, work)
+        g, cr, lines = work[0], work[1], work[3]
+        z, rate, again = np.zeros((3,) + eq.shape2d)
+        if one_sweep:
+            assert nw._sg_line_stage(z, rhs, a0, s, g[2], prob[2], xi, prob[3], h, g, cr, lines, rate)
+        else:
+            nw._faces(z, g[2], prob[2], g, prob[6], xi, prob[3], prob[7], rate, False)
+            assert nw._single_line_factor(g, cr, lines, h, False, a0, s)
+            nw._single_line_apply(g, cr, lines, rhs, z)
+            nw._faces_matvec(g, prob[6], z, g[21][:0, :0], rate)
+        nw._single_line_apply(g, cr, lines, rhs[::-1].copy(), again)  # the kept factors
+        results.append((z, rate, again, g[4].copy(), g[5].copy()))
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)
+    z, rate = results[0][:2]
+    # to round-off (a wrong band or pivot leaves residuals of the size of the terms)
+    scale = np.abs(rhs).max() + s * np.abs(rate).max() + a0 * np.abs(z).max()
+    assert np.abs(a0 * z - s * rate - rhs).max() <= 64 * np.finfo(float).eps * scale
+    assert abs(rate.sum()) <= 64 * np.finfo(float).eps * np.abs(rate).sum()
+
+
 def test_newton_iteration_at_1000_cells_is_tens_of_microseconds():
     """Not a timing assertion (see benchmarks/): the solve converges quadratically, in a
     few iterations, from the previous state at a step 400x the explicit bound."""
