@@ -95,7 +95,10 @@ and substitution, the face matrix-vector product, the mass rescaling) are theref
 inlined by numba (``inline="always"``), which lets the increments pair up and vanish:
 ARK4 on the 96-cell Curie–Weiss flagship 1.47 -> 1.36 ms (least of three alternating
 runs each; inlining the Newton solve and the face loops as well doubled the compile time
-for no measurable gain).
+for no measurable gain). The line factorisation and the preconditioner take the
+workspace's grids, corners and line factors rather than the whole workspace, and are
+inlined too: on 96 cells a Woodbury factorisation 5.8 -> 5.6 us and its solve 1.64 -> 1.40
+us (compiled loops of 20000 calls).
 
 **Positivity.** With diffusion the Newton update is additive where it keeps at least half
 of a cell's density and multiplicative, :math:`\rho\leftarrow\rho\,e^{\delta/\rho}` (the
