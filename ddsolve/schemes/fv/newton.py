@@ -1084,7 +1084,7 @@ def _linear_stage(z, rhs, a0, s, t, prob, work, rate):
         rec[0] = np.nan if frozen else xi
         rec[6] = 0.0  # the face data are not those of a cached nonlinear solve
     if fresh and z.shape[1] == 1 and not geom[2]:
-        # one open line: coefficients, factors and solution in one sweep
+        # one open line: coefficients, factors, solution and rate in two sweeps
         rec[1] = np.nan
         if not _sg_line_stage(z, rhs, a0, s, psi, prob[2], xi, prob[3], geom[0], g, work[1], work[3],
                               rate):
