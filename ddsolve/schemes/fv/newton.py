@@ -237,6 +237,16 @@ def _bernoulli(x):
     return B, B * (1.0 - B - x) / x
 
 
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def _sg_coefficients(qa, qb, iT, c):
+    r"""The two coefficients of the linear ``sg`` face flux :math:`F = a_L\rho_L + a_R\rho_R`
+    between cells of potentials ``qa, qb`` (:math:`q = \Psi - \beta^{-1}\log m`), with
+    ``iT`` :math:`= \beta` and ``c`` :math:`= \xi\beta^{-1}/h`."""
+    x = (qb - qa) * iT
+    B = _bernoulli_value(x)
+    return c * B, -c * (B + x)
+
+
 @nb.njit(cache=True, error_model="numpy")
 def _axis_faces(rho, psi, log_m, logr, invr, h, periodic, xi, T, flux, fill_logs, aL, aR,
                 dg, out, rate=True):
@@ -263,10 +273,7 @@ def _axis_faces(rho, psi, log_m, logr, invr, h, periodic, xi, T, flux, fill_logs
             for f in range(nf):
                 k = f + 1 if f + 1 < n0 else 0
                 qb = psi[k, j] - T * log_m[k, j] if T > 0.0 else psi[k, j]
-                x = (qb - qa) * iT
-                B = _bernoulli_value(x)
-                aL[f, j] = c * B
-                aR[f, j] = -c * (B + x)
+                aL[f, j], aR[f, j] = _sg_coefficients(qa, qb, iT, c)
                 qa = qb
         return
     for j in range(n1):
@@ -999,7 +1006,7 @@ def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rat
 def _sg_line_stage(z, rhs, a0, s, psi, log_m, xi, T, h, g, cr, lines, rate):
     r"""The linear ``sg`` stage :math:`(a_0I - sJ)z = r` on one open line (1D, not
     periodic) in two sweeps. The first computes the face coefficients (into ``g[4], g[5]``,
-    as :func:`_axis_faces` with ``rate=False``), the matrix entries (:func:`_axis_tridiag`),
+    by :func:`_sg_coefficients`, as :func:`_axis_faces` with ``rate=False``), the matrix entries (:func:`_axis_tridiag`),
     the LU factors (:func:`_line_factor`; kept in ``g[11]`` and ``lines`` for a later
     :func:`_single_line_apply`) and the forward substitution; the second the back
     substitution and the rate :math:`Jz` (:func:`_axis_matvec`) into ``rate``. The
@@ -1029,10 +1036,7 @@ def _sg_line_stage(z, rhs, a0, s, psi, log_m, xi, T, h, g, cr, lines, rate):
             d -= cr_prev
         if i + 1 < n:  # face i, between cells i and i + 1
             qb = psi[i + 1, 0] - T * log_m[i + 1, 0]
-            x = (qb - qa) * iT
-            B = _bernoulli_value(x)
-            aL[i, 0] = cf * B
-            aR[i, 0] = -cf * (B + x)
+            aL[i, 0], aR[i, 0] = _sg_coefficients(qa, qb, iT, cf)
             qa = qb
             cl = s * aL[i, 0] * inv_h
             d += cl
