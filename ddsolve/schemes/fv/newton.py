@@ -281,13 +281,8 @@ def _axis_faces(rho, psi, log_m, logr, invr, h, periodic, xi, T, flux, fill_logs
         # the face coefficients in a vectorised loop of their own (the Bernoulli function
         # is most of the work), then, for the rate, the divergence of F = aL rho_L + aR rho_R
         _sg_faces(psi, log_m, rho, periodic, T, xi, h, aL, aR, dg, rate)
-        if rate:
-            for j in range(n1):
-                for f in range(nf):
-                    k = f + 1 if f + 1 < n0 else 0
-                    w = (aL[f, j] * rho[f, j] + aR[f, j] * rho[k, j]) * inv_h
-                    out[k, j] += w
-                    out[f, j] -= w
+        if rate:  # the flux is linear in rho: the rate is the local part of J rho
+            _axis_matvec(aL, aR, dg, rho[:0, :0], h, periodic, rho, out)
         return
     for j in range(n1):
         if logs:
@@ -1032,12 +1027,13 @@ def _sg_line_stage(z, rhs, a0, s, psi, log_m, xi, T, h, g, cr, lines, rate):
     r"""The linear ``sg`` stage :math:`(a_0I - sJ)z = r` on one open line (1D, not
     periodic) in two sweeps after the face coefficients (into ``g[4], g[5]``, by the
     vectorised loop :func:`_sg_faces` of :func:`_axis_faces` with ``rate=False``). The first
-    sweep computes the matrix entries (:func:`_axis_tridiag`), the LU factors (:func:`_line_factor`; kept in ``g[11]`` and ``lines`` for a later
+    sweep computes the matrix entries (:func:`_axis_tridiag`), the LU factors
+    (:func:`_line_factor`; kept in ``g[11]`` and ``lines`` for a later
     :func:`_single_line_apply`) and the forward substitution; the second the back
     substitution and the rate :math:`Jz` (:func:`_axis_matvec`) into ``rate``. The
     operations and their order are those of the separate kernels, so the result is the
-    same to the bit (tested); what goes is writing the coefficients, bands and factors in
-    one pass and reading them back in the next. On the 96-cell Curie–Weiss flagship a
+    same to the bit (tested); what goes is writing the bands and factors in one pass and
+    reading them back in the next. On the 96-cell Curie–Weiss flagship a
     semi-implicit stage took 6.7 us and took 4.5 us (compiled loop of 20000 stages), and
     ARK4 at the auto tolerance 1.28 ms -> 0.95-1.01 ms (alternating processes); with the
     coefficients from the vectorised loop, ~3.3 us and 0.84-0.87 ms. Returns
