@@ -24,13 +24,23 @@ __all__ = ["Schedule", "schedule_value", "schedule_integral"]
 _CONSTANT, _POWER, _TABLE = 0, 1, 2
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy", inline="always")
 def schedule_value(code: int, params: np.ndarray, t: float) -> float:
-    """Evaluate an encoded schedule at time ``t`` (compiled; see :class:`Schedule`)."""
+    """Evaluate an encoded schedule at time ``t`` (compiled; see :class:`Schedule`).
+
+    Inlined into the compiled kernels, with the piecewise-linear case a call
+    (:func:`_piecewise_value`): a call that may raise keeps the reference counts of the
+    caller's arrays from pairing up (``ddsolve.schemes.fv.newton``, module doc)."""
     if code == _CONSTANT:
         return params[0]
     if code == _POWER:
         return params[0] * (1.0 + t / params[1]) ** (-params[2])
+    return _piecewise_value(params, t)
+
+
+@nb.njit(cache=True)
+def _piecewise_value(params: np.ndarray, t: float) -> float:
+    """:func:`schedule_value` of a piecewise-linear schedule (knots, then values)."""
     n = params.size // 2
     return np.interp(t, params[:n], params[n:])
 

@@ -196,7 +196,8 @@ def test_one_sweep_linear_stage_is_the_separate_kernels_to_the_bit(M):
         g, cr, lines = work[0], work[1], work[3]
         z, rate, again = np.zeros((3,) + eq.shape2d)
         if one_sweep:
-            assert nw._sg_line_stage(z, rhs, a0, s, g[2], prob[2], xi, prob[3], h, g, cr, lines, rate)
+            assert nw._sg_line_stage(z, rhs, a0, s, g[2], prob[2], xi, prob[3], h, g, cr[0], cr[1], lines[0],
+                                     lines[1], rate)
         else:
             nw._faces(z, g[2], prob[2], g, prob[6], xi, prob[3], prob[7], rate, False)
             assert nw._single_line_factor(g, cr, lines, h, False, a0, s)

@@ -84,22 +84,30 @@ coefficients, factors, solution and rate in two sweeps, :func:`_sg_line_stage`);
 :math:`\xi(t)`, :math:`a_0` and :math:`s` stay the same, so the stages of an ESDIRK step
 (one diagonal coefficient) share one factorisation.
 
-**Workspace.** Every array a compiled call receives, alone or inside a tuple, is
-reference counted (atomic increments) on entry and exit; the grids of the workspace are
-therefore one array of shape ``(27, n0, n1)`` rather than a tuple of 27, and
-:func:`linear_solve` on a 1D grid calls the line kernels directly. On 150 cells this took a
-semi-implicit stage from 12.9 to 7.4-8.2 us (repeated runs; ``benchmarks/bench_fv.py`` part d
-has the run times). A call to a compiled function that may raise keeps those increments
-(its error branch must release the arguments); the small wrappers of the stage path
-(:func:`freeze_potential`, :func:`release_potential`, the linear stage, the 1D line factor
-and substitution, the face matrix-vector product, the mass rescaling) are therefore
-inlined by numba (``inline="always"``), which lets the increments pair up and vanish:
-ARK4 on the 96-cell Curie–Weiss flagship 1.47 -> 1.36 ms (least of three alternating
-runs each; inlining the Newton solve and the face loops as well doubled the compile time
-for no measurable gain). The line factorisation and the preconditioner take the
-workspace's grids, corners and line factors rather than the whole workspace, and are
-inlined too: on 96 cells a Woodbury factorisation 5.8 -> 5.6 us and its solve 1.64 -> 1.40
-us (compiled loops of 20000 calls).
+**Workspace and reference counts.** Every array a compiled call receives, alone or
+inside a tuple, is a reference numba counts (an atomic increment on entry and a decrement
+on exit); the grids of the workspace are therefore one array of shape ``(27, n0, n1)``
+rather than a tuple of 27, and :func:`linear_solve` on a 1D grid calls the line kernels
+directly (on 150 cells a semi-implicit stage 12.9 -> 7.4-8.2 us). The small wrappers of
+the stage path (:func:`release_potential`, the 1D line factor and substitution, the face
+matrix-vector product, the mass rescaling) are inlined by numba (``inline="always"``),
+which lets the increments pair up and vanish (inlining the Newton iteration and the face
+loops as well doubled the compile time for no measurable gain). Counted (numba's
+``NRT_incref`` instrumented) on the 96-cell Curie–Weiss flagship, ARK4 still made 621
+increments a step: a third of the compiled code's samples in a profile (``perf``) were in
+the two counting functions, and making them non-atomic alone took the run from 700 to
+600 us. Two rules account for most of them: an inlined function pairs up the counts
+of its tuple arguments only where its code is straight-line (a branch, or a call that may
+raise, leaves them in), and a call or an inlined function with a call in a branch pays for
+every array of the problem and workspace tuples it receives (7 and 18). Hence the linear
+stage on one open line (every semi-implicit stage in 1D) takes the members it uses
+(:func:`fresh_open_line`, branch-free, decides; :func:`line_members` picks them;
+:func:`line_stage` solves), and the IMEX integrator calls it directly rather than through
+:func:`newton_solve`; :func:`freeze_potential` passes the members on, and
+:func:`~ddsolve.schemes.fv.kernels.compute_psi` and
+:func:`~ddsolve.model.schedule.schedule_value` are inlined. 621 -> 229 increments a step,
+and the flagship run 640-692 -> 483-506 us (least of 7 x 300 runs, three alternating
+processes each), with results the same to the bit.
 
 **Positivity.** With diffusion the Newton update is additive where it keeps at least half
 of a cell's density and multiplicative, :math:`\rho\leftarrow\rho\,e^{\delta/\rho}` (the
@@ -125,7 +133,7 @@ from ddsolve.schemes.fv.kernels import compute_psi
 
 __all__ = ["FLUXES", "LIN_THOMAS", "LIN_SMW", "LIN_GMRES", "make_problem", "make_newton_workspace",
            "implicit_rate", "newton_solve", "free_energy", "jacobian_matvec", "linear_solve",
-           "freeze_potential", "release_potential"]
+           "freeze_potential", "release_potential", "fresh_open_line", "line_members", "line_stage"]
 
 LIN_THOMAS, LIN_SMW, LIN_GMRES = 0, 1, 2
 FLUX_UPWIND, FLUX_LOGMEAN, FLUX_SG = 0, 1, 2
@@ -419,10 +427,18 @@ def freeze_potential(u, prob, work):
     r"""Hold :math:`\Psi = V + \mathcal U u` fixed in the operator (:func:`implicit_rate`)
     until :func:`release_potential`: the implicit operator of a semi-implicit stage, which
     is linear in the density for the ``sg`` flux."""
-    compute_psi(prob[0], u, prob[1], work[0][2])
-    work[4][5] = 1.0
-    work[4][0] = np.nan  # the face coefficients are no longer those of Psi = V
-    work[4][6] = 0.0
+    _freeze(u, prob[0], prob[1], work[0], work[4])
+
+
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def _freeze(u, inter, V, g, rec):
+    """:func:`freeze_potential` on the members it uses (an inlined function binds its
+    arguments, and the reference counts of a whole workspace tuple did not pair up here:
+    28 -> 11 increments per stage, counted)."""
+    compute_psi(inter, u, V, g[2])
+    rec[5] = 1.0
+    rec[0] = np.nan  # the face coefficients are no longer those of Psi = V
+    rec[6] = 0.0
 
 
 @nb.njit(cache=True, error_model="numpy", inline="always")
@@ -896,7 +912,7 @@ def _restore_mass(z, rhs, a0):
     return 1.0
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", inline="always")
 def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rate, reuse, warm=False):
     r"""Solve :math:`a_0 z - s L_h(z, t) = r` in place from the guess in ``z``.
 
@@ -910,9 +926,47 @@ def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rat
     workspace, and skips evaluating them again (when no other evaluation came in between
     and :math:`\xi(t)` is the same; otherwise ``z`` is the guess as usual). Returns
     ``(ok, iterations, linear_iterations, factorisations)``.
+
+    Inlined into its callers, and the stage of a linear operator on one open line with
+    fresh face coefficients (every semi-implicit stage) goes to :func:`line_stage` with
+    the members of the problem and workspace tuples it uses, not the tuples: a call, or
+    an inlined function with a call in one of its branches, that receives the tuples
+    counts the references of all their arrays on entry and exit, and on 96 cells those
+    were 60 atomic increments per stage (counted). Everything else is
+    :func:`_solve_stage`.
     """
+    xi = schedule_value(prob[4], prob[5], t)
+    if fresh_open_line(z, xi, prob, work):
+        V, log_m, T, h, g, rec, clo, chi, factors, cyclic = line_members(prob, work)
+        return line_stage(z, rhs, a0, s, xi, V, log_m, T, h, g, rec, clo, chi, factors, cyclic, rate)
+    return _solve_stage(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rate, reuse, warm)
+
+
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def fresh_open_line(z, xi, prob, work):
+    r"""Whether the stage of :func:`newton_solve` at :math:`\xi` = ``xi`` is that of a
+    linear operator on one open line (1D, not periodic) whose face coefficients at ``xi``
+    are not kept: every semi-implicit stage in 1D, solved by :func:`line_stage`."""
+    # without branches (`&`, not `and`): the tuple arguments of an inlined function are
+    # counted references that pair up only in straight-line code (module doc)
+    return prob[11] & (z.shape[1] == 1) & (not prob[6][2]) & (work[4][0] != xi)
+
+
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def line_members(prob, work):
+    """The members of the problem and workspace tuples that :func:`line_stage` takes after
+    ``xi``, ``(V, log_m, T, h, g, rec, clo, chi, factors, cyclic)``: passed one by one, as
+    a tuple they are counted references again (module doc)."""
+    cr, lines = work[1], work[3]
+    return prob[1], prob[2], prob[3], prob[6][0], work[0], work[4], cr[0], cr[1], lines[0], lines[1]
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _solve_stage(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rate, reuse, warm):
+    """:func:`newton_solve` but for a fresh open line: a linear operator's stage by
+    :func:`_linear_solve_stage`, otherwise the (simplified) Newton iteration."""
     if prob[11]:
-        return _linear_stage(z, rhs, a0, s, t, prob, work, rate)
+        return _linear_solve_stage(z, rhs, a0, s, schedule_value(prob[4], prob[5], t), prob, work, rate)
     T, vol = prob[3], prob[8]
     g, rec = work[0], work[4]
     R, delta = g[17], g[18]
@@ -1023,12 +1077,13 @@ def newton_solve(z, rhs, a0, s, t, prob, work, with_nonlocal, tol, max_iter, rat
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _sg_line_stage(z, rhs, a0, s, psi, log_m, xi, T, h, g, cr, lines, rate):
+def _sg_line_stage(z, rhs, a0, s, psi, log_m, xi, T, h, g, clo, chi, factors, cyclic, rate):
     r"""The linear ``sg`` stage :math:`(a_0I - sJ)z = r` on one open line (1D, not
     periodic) in two sweeps after the face coefficients (into ``g[4], g[5]``, by the
     vectorised loop :func:`_sg_faces` of :func:`_axis_faces` with ``rate=False``). The first
     sweep computes the matrix entries (:func:`_axis_tridiag`), the LU factors
-    (:func:`_line_factor`; kept in ``g[11]`` and ``lines`` for a later
+    (:func:`_line_factor`; kept in ``g[11]`` and the workspace's line factors, whose
+    members ``clo, chi`` (corners), ``factors`` and ``cyclic`` this takes, for a later
     :func:`_single_line_apply`) and the forward substitution; the second the back
     substitution and the rate :math:`Jz` (:func:`_axis_matvec`) into ``rate``. The
     operations and their order are those of the separate kernels, so the result is the
@@ -1040,12 +1095,12 @@ def _sg_line_stage(z, rhs, a0, s, psi, log_m, xi, T, h, g, cr, lines, rate):
     False if a pivot vanishes or is not finite (``z`` and ``rate`` are then garbage)."""
     n = z.shape[0]
     aL, aR, sub = g[4], g[5], g[11]
-    c, ib = lines[0][0], lines[0][1]
+    c, ib = factors[0], factors[1]
     inv_h = 1.0 / h
-    cr[0][0] = 0.0  # no corners: an open line
-    cr[1][0] = 0.0
-    lines[1][0, 0] = 0.0
-    lines[1][1, 0] = 1.0
+    clo[0] = 0.0  # no corners: an open line
+    chi[0] = 0.0
+    cyclic[0, 0] = 0.0
+    cyclic[1, 0] = 1.0
     # the face coefficients first, in the vectorised loop of _axis_faces
     _sg_faces(psi, log_m, z, False, T, xi, h, aL, aR, aL, False)
     cl = cl_prev = cr_prev = ib_prev = 0.0
@@ -1094,33 +1149,45 @@ def _sg_line_stage(z, rhs, a0, s, psi, log_m, xi, T, h, g, cr, lines, rate):
 
 
 @nb.njit(cache=True, error_model="numpy", inline="always")
-def _linear_stage(z, rhs, a0, s, t, prob, work, rate):
-    """:func:`newton_solve` for a linear operator: ``z = A^{-1} r`` directly, ``rate = J z``
-    (= :math:`L_h z`), both rescaled to the exact mass. The guess in ``z`` is not used."""
-    xi = schedule_value(prob[4], prob[5], t)
-    g, rec, geom = work[0], work[4], prob[6]
+def line_stage(z, rhs, a0, s, xi, V, log_m, T, h, g, rec, clo, chi, factors, cyclic, rate):
+    """The stage of a linear operator on one open line with fresh face coefficients:
+    ``z = A^{-1} r`` directly (the guess in ``z`` is not used) and ``rate = J z``
+    (:math:`= L_h z`), coefficients, factors, solution and rate in two sweeps
+    (:func:`_sg_line_stage`), both rescaled to the exact mass."""
     frozen = rec[5] == 1.0  # the potential held by freeze_potential, else V
+    psi = g[2] if frozen else V
+    rec[0] = np.nan if frozen else xi
+    rec[6] = 0.0  # the face data are not those of a cached nonlinear solve
+    rec[1] = np.nan
+    if not _sg_line_stage(z, rhs, a0, s, psi, log_m, xi, T, h, g, clo, chi, factors, cyclic, rate):
+        return False, 1, 1, 1
+    _record_factors(rec, a0, s, False)
+    return _rescaled_stage(z, rhs, a0, rate, 1, 1)
+
+
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def _linear_solve_stage(z, rhs, a0, s, xi, prob, work, rate):
+    """The stage of a linear operator by :func:`linear_solve` (kept factors, a periodic
+    line, 2D): as :func:`line_stage`, the face coefficients from :func:`_faces`."""
+    g, rec, geom = work[0], work[4], prob[6]
+    frozen = rec[5] == 1.0
     psi = g[2] if frozen else prob[1]
-    fresh = rec[0] != xi  # the face coefficients of the linear operator at this xi are not kept
-    if fresh:
+    if rec[0] != xi:  # the face coefficients of the linear operator at this xi are not kept
         rec[0] = np.nan if frozen else xi
-        rec[6] = 0.0  # the face data are not those of a cached nonlinear solve
-    if fresh and z.shape[1] == 1 and not geom[2]:
-        # one open line: coefficients, factors, solution and rate in two sweeps
-        rec[1] = np.nan
-        if not _sg_line_stage(z, rhs, a0, s, psi, prob[2], xi, prob[3], geom[0], g, work[1], work[3],
-                              rate):
-            return False, 1, 1, 1
-        _record_factors(rec, a0, s, False)
-        lits, n_fac = 1, 1
-    else:
-        if fresh:
-            _faces(z, psi, prob[2], g, geom, xi, prob[3], prob[7], rate, False)
-        ok, lits, fac = linear_solve(rhs, z, prob, work, a0, s, False)
-        n_fac = 1 if fac else 0
-        if not ok:
-            return False, 1, lits, n_fac
-        _faces_matvec(g, geom, z, g[21][:0, :0], rate)
+        rec[6] = 0.0
+        _faces(z, psi, prob[2], g, geom, xi, prob[3], prob[7], rate, False)
+    ok, lits, fac = linear_solve(rhs, z, prob, work, a0, s, False)
+    n_fac = 1 if fac else 0
+    if not ok:
+        return False, 1, lits, n_fac
+    _faces_matvec(g, geom, z, g[21][:0, :0], rate)
+    return _rescaled_stage(z, rhs, a0, rate, lits, n_fac)
+
+
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def _rescaled_stage(z, rhs, a0, rate, lits, n_fac):
+    """The end of a linear stage: ``z`` and its rate rescaled to the exact mass, and the
+    result ``(ok, 1, lits, n_fac)`` (not ok if ``z`` is not finite)."""
     rate *= _restore_mass(z, rhs, a0)  # the rate of the rescaled z (linear)
     for v in z.flat:
         if not math.isfinite(v):
